@@ -1,0 +1,224 @@
+"""The X4D quadruplet manifest (DESIGN.md §3).
+
+A dataset is a folder or prefix with ``manifest.jsonl``, one item per line::
+
+    {"id": "cat", "source": "image", "image": "cat/input.png", "eval": "cat/eval"}
+
+``source`` says which modality the item starts from and so which field it must give (text ->
+``prompt``, image -> ``image``, video -> ``video``, 3d -> ``object``); the pair generation stage
+produces the others inside the run, never inside the dataset. Paths are relative to the dataset
+root and may not leave it.
+
+Reading is strict on purpose: in a 500-item benchmark a typo (``"vidoe"``), a duplicate id or a
+path outside the dataset must stop the run with a message that names the line, the item and the
+field, not silently drop an input or overwrite another item's results. Ids become folder names
+under ``items/<id>/``, hence the restricted character set.
+
+:func:`check_files` only checks that the referenced files exist and are of the right kind;
+reading and validating their content is the job of the readers (media, ply, mesh).
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+import re
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from . import storage
+from .errors import InputError
+
+__all__ = [
+    "MANIFEST_NAME",
+    "PATH_FIELDS",
+    "REQUIRED_FIELD",
+    "SOURCES",
+    "ManifestItem",
+    "check_files",
+    "item_uri",
+    "read_manifest",
+    "write_manifest",
+]
+
+MANIFEST_NAME = "manifest.jsonl"
+SOURCES = ("text", "image", "video", "3d")
+REQUIRED_FIELD = {"text": "prompt", "image": "image", "video": "video", "3d": "object"}
+PATH_FIELDS = ("image", "video", "object", "masks", "eval")
+OBJECT_SUFFIXES = (".ply", ".glb", ".obj")
+_ID = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}$")
+_EVAL_VIEW = re.compile(r"^eval_\d+$")
+
+
+@dataclass(frozen=True)
+class ManifestItem:
+    """One quadruplet; fields a source modality does not give are None."""
+
+    id: str
+    source: str
+    prompt: str | None = None
+    image: str | None = None
+    video: str | None = None
+    object: str | None = None
+    masks: str | None = None
+    eval: str | None = None
+
+    def to_json(self) -> dict[str, str]:
+        """The manifest line's object: every field that is set, None fields left out."""
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+    @classmethod
+    def from_json(cls, obj: Any) -> "ManifestItem":
+        """Build and validate an item from a parsed manifest line (InputError if it is not one)."""
+        if not isinstance(obj, dict):
+            raise InputError(f"a manifest line must be a JSON object, got {type(obj).__name__}")
+        item_id = obj.get("id")
+        label = item_id if isinstance(item_id, str) else None
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(obj) - known)
+        if unknown:
+            raise InputError(
+                f"unknown key(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(sorted(known))}",
+                item=label,
+                field=unknown[0],
+            )
+        if "id" not in obj:
+            raise InputError("missing 'id'", field="id")
+        for key, value in obj.items():
+            if value is not None and not isinstance(value, str):
+                raise InputError(f"must be a string, got {type(value).__name__}", item=label, field=key)
+        item = cls(**obj)
+        item.validate()
+        return item
+
+    def validate(self) -> None:
+        """Check the id, source, required field and that every path stays inside the dataset."""
+        if not isinstance(self.id, str) or not _ID.match(self.id):
+            raise InputError(
+                f"id {self.id!r} is not usable as a folder name: use 1-100 letters, digits, "
+                "'-', '_' or '.', not starting with '.'",
+                field="id",
+            )
+        if self.source not in SOURCES:
+            raise InputError(
+                f"unknown source {self.source!r}; expected one of {', '.join(SOURCES)}",
+                item=self.id,
+                field="source",
+            )
+        required = REQUIRED_FIELD[self.source]
+        value = getattr(self, required)
+        if not (isinstance(value, str) and value.strip()):
+            raise InputError(
+                f"source {self.source!r} needs a non-empty {required!r}", item=self.id, field=required
+            )
+        for name in PATH_FIELDS:
+            if getattr(self, name) is not None:
+                item_uri(".", self, name)  # refuses escapes; the root itself does not matter here
+
+
+def read_manifest(root: str) -> list[ManifestItem]:
+    """The items of ``<root>/manifest.jsonl``, validated (see the module notes for the rules)."""
+    uri = storage.join(root, MANIFEST_NAME)
+    items: list[ManifestItem] = []
+    line_of: dict[str, int] = {}
+    for number, line in enumerate(storage.read_text(uri).splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"line {number}: not valid JSON ({exc.msg})", uri=uri) from None
+        try:
+            item = ManifestItem.from_json(obj)
+        except InputError as exc:
+            value = f" ({exc.uri!r})" if exc.uri else ""  # the offending path, e.g. '../x.png'
+            reason = f"line {number}: {exc.reason}{value}"
+            raise InputError(reason, uri=uri, item=exc.item, field=exc.field) from None
+        if item.id in line_of:
+            raise InputError(
+                f"line {number}: duplicate id, first used on line {line_of[item.id]}",
+                uri=uri,
+                item=item.id,
+                field="id",
+            )
+        line_of[item.id] = number
+        items.append(item)
+    if not items:
+        raise InputError("the manifest has no items", uri=uri)
+    return items
+
+
+def write_manifest(root: str, items: Iterable[ManifestItem]) -> str:
+    """Validate ``items`` and write ``<root>/manifest.jsonl`` atomically; return its URI.
+
+    One JSON object per line with sorted keys and None fields left out, so equal items give equal
+    bytes.
+    """
+    items = list(items)
+    seen: set[str] = set()
+    for item in items:
+        item.validate()
+        if item.id in seen:
+            raise InputError("duplicate id", item=item.id, field="id")
+        seen.add(item.id)
+    if not items:
+        raise InputError("a manifest needs at least one item")
+    text = "".join(json.dumps(i.to_json(), sort_keys=True, ensure_ascii=False) + "\n" for i in items)
+    uri = storage.join(root, MANIFEST_NAME)
+    storage.write_text(uri, text)
+    return uri
+
+
+def item_uri(root: str, item: ManifestItem, field: str) -> str:
+    """The URI of one path field of ``item`` under the dataset ``root``, refusing escapes."""
+    if field not in PATH_FIELDS:
+        raise ValueError(f"{field!r} is not a path field; path fields are {PATH_FIELDS}")
+    relative = getattr(item, field)
+    if relative is None:
+        raise InputError("not set for this item", item=item.id, field=field)
+    try:
+        return storage.safe_child(root, relative)
+    except InputError as exc:
+        raise exc.within(item=item.id, field=field) from None
+
+
+def check_files(root: str, item: ManifestItem) -> None:
+    """Check that every file ``item`` names exists and is of the right kind (cheap: no decoding).
+
+    ``image`` a PNG file; ``video`` and ``masks`` an mp4 file or a folder holding PNG files;
+    ``object`` a .ply/.glb/.obj file; ``eval`` a folder holding ``eval_<k>`` folders.
+    """
+    for field in PATH_FIELDS:
+        if getattr(item, field) is None:
+            continue
+        uri = item_uri(root, item, field)
+        try:
+            _check_kind(uri, field)
+        except InputError as exc:
+            raise exc.within(item=item.id, field=field) from None
+
+
+def _check_kind(uri: str, field: str) -> None:
+    is_dir = storage.isdir(uri)
+    if not is_dir and not storage.exists(uri):
+        raise InputError("not found", uri=uri)
+    suffix = posixpath.splitext(uri.rstrip("/"))[1].lower()
+    if field == "image":
+        if is_dir or suffix != ".png":
+            raise InputError("expected a .png file", uri=uri)
+    elif field == "object":
+        if is_dir or suffix not in OBJECT_SUFFIXES:
+            raise InputError(f"expected a {'/'.join(OBJECT_SUFFIXES)} file", uri=uri)
+    elif field in ("video", "masks"):
+        if is_dir:
+            if not any(n.lower().endswith(".png") for n in storage.listdir(uri) if not n.startswith(".")):
+                raise InputError("folder holds no PNG frames", uri=uri)
+        elif suffix != ".mp4":
+            raise InputError("expected an .mp4 file or a folder of PNG frames", uri=uri)
+    elif field == "eval":
+        if not is_dir:
+            raise InputError("expected a folder of eval_<k> view folders", uri=uri)
+        views = [n for n in storage.listdir(uri) if _EVAL_VIEW.match(n)]
+        if not views or not all(storage.isdir(storage.join(uri, v)) for v in views):
+            raise InputError("expected a folder of eval_<k> view folders (eval_0, eval_1, ...)", uri=uri)
