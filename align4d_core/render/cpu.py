@@ -10,11 +10,12 @@ How it stays fast on two cores:
   that the Gaussian's alpha ≥ 1/255 ellipse touches. The ellipse is walked row by row (an exact
   x-interval per row), so few pixels outside it are visited, unlike square tiles, which visit
   several times more; and each strip is a dense row of ``STRIP`` pixels, so per-pixel work is plain
-  broadcast arithmetic on an (E, STRIP) array, with no per-pixel gathers and no sort of millions
+  broadcast arithmetic on a (STRIP, E) array, with no per-pixel gathers and no sort of millions
   of pairs: only the E strips are sorted, by (camera, row, strip), depth order kept within each.
 * The front-to-back transmittance of a pixel is a prefix sum of log(1 - α) over the strips that
   share its (camera, row, strip) group, i.e. a segmented cumulative sum down the columns of the
-  (E, STRIP) array. It is accumulated in float64: over millions of pairs a float32 running sum
+  (STRIP, E) array (stored column-major so that the scan runs over contiguous memory). It is
+  accumulated in float64: over millions of pairs a float32 running sum
   drifts by 1e-2 (tiny test scenes never show it).
 * The backward pass is written by hand (one more segmented suffix sum) instead of letting autograd
   keep every intermediate.
@@ -32,7 +33,7 @@ from torch import Tensor
 
 from .projection import ALPHA_MAX, ALPHA_MIN, TRANSMITTANCE_MIN
 
-STRIP = 16
+STRIP = 8
 """Columns per strip: wide enough to amortise per-strip work, narrow enough to waste few pixels."""
 
 _LOG_T_MIN = math.log(TRANSMITTANCE_MIN)
@@ -49,10 +50,11 @@ class Strips:
     group: Tensor  # (E,) flat (camera * H + row) * n_strips + strip
     row_centre: Tensor  # (E,) y of the row's pixel centres
     col_centre: Tensor  # (E,) x of the strip's first pixel centre
-    starts: Tensor  # (E,) index of the first entry of the same group
+    first: Tensor  # (E,) index of the first entry of the same group
+    last: Tensor  # (E,) index of the last entry of the same group
     strip: int  # columns per strip
     n_groups: int
-    n_pixels_visited: int  # E * STRIP, for benchmarks
+    n_pixels_visited: int  # E * strip, for benchmarks
 
 
 @torch.no_grad()
@@ -114,7 +116,8 @@ def footprint_strips(
         group=group,
         row_centre=(rows[row_of].to(means2d.dtype) + 0.5),
         col_centre=(strips[order] * strip).to(means2d.dtype) + 0.5,
-        starts=_segment_starts(group),
+        first=_segment_starts(group),
+        last=_segment_ends(group),
         strip=strip,
         n_groups=n_cams * height * n_strips,
         n_pixels_visited=int(group.shape[0]) * strip,
@@ -142,32 +145,51 @@ def _segment_starts(keys: Tensor) -> Tensor:
     return torch.cummax(torch.where(new, _arange_like(keys), 0), dim=0).values
 
 
-def _exclusive_segment_cumsum(values: Tensor, starts: Tensor) -> Tensor:
-    """Down the columns of (E, S) ``values``: the sum over earlier entries of the same group."""
-    exclusive = torch.cumsum(values, dim=0) - values
-    return exclusive - exclusive.index_select(0, starts)
+def _segment_ends(keys: Tensor) -> Tensor:
+    """For each element of grouped ``keys``, the index of the last element of its group."""
+    return len(keys) - 1 - _segment_starts(keys.flip(0)).flip(0)
+
+
+def _sum_before(values: Tensor, strips: Strips) -> Tensor:
+    """Down each column of (S, E) ``values``: the sum over earlier entries of the same group.
+
+    A float64 running sum along E (contiguous memory, hence the (S, E) layout), minus its value
+    where the group starts.
+    """
+    values = values.double()
+    exclusive = torch.cumsum(values, dim=1) - values
+    return exclusive - exclusive.index_select(1, strips.first)
+
+
+def _sum_after(values: Tensor, strips: Strips) -> Tensor:
+    """Down each column of (S, E) ``values``: the sum over later entries of the same group."""
+    running = torch.cumsum(values.double(), dim=1)
+    return running.index_select(1, strips.last) - running
 
 
 class _Geometry:
     """Per-entry ellipse terms and per-pixel offsets, shared by forward and backward."""
 
     def __init__(self, strips: Strips, means2d: Tensor, conics: Tensor, opacities: Tensor, width: int):
-        gid, strip = strips.gid, strips.strip
+        gid = strips.gid
         mean = means2d.reshape(-1, 2).index_select(0, gid)
         self.a, self.b, self.c = conics.reshape(-1, 3).index_select(0, gid).unbind(-1)
         self.opacity = opacities.reshape(-1).index_select(0, gid)
         self.dy = mean[:, 1] - strips.row_centre  # gsplat's delta: mean minus pixel centre
-        cols = torch.arange(strip, dtype=means2d.dtype, device=means2d.device)
-        self.dx = (mean[:, 0] - strips.col_centre)[:, None] - cols  # (E, S)
-        self.in_image = (strips.col_centre[:, None] + cols) < width  # last strip may overhang
+        cols = torch.arange(strips.strip, dtype=means2d.dtype, device=means2d.device)[:, None]
+        self.dx = (mean[:, 0] - strips.col_centre) - cols  # (S, E)
+        overhang = width % strips.strip != 0
+        self.in_image = (strips.col_centre + cols) < width if overhang else None  # last strip
 
     def alpha(self) -> tuple[Tensor, Tensor, Tensor]:
-        """(E, S) alpha, gsplat's pass test (α ≥ 1/255, σ ≥ 0, inside the image), 0.999 clamp."""
-        a, b, c, dy = self.a[:, None], self.b[:, None], self.c[:, None], self.dy[:, None]
-        sigma = (0.5 * a * self.dx + b * dy) * self.dx + 0.5 * c * dy * dy
-        raw = self.opacity[:, None] * torch.exp(-sigma)
+        """(S, E) alpha, gsplat's pass test (α ≥ 1/255, σ ≥ 0, in the image), 0.999 clamp."""
+        dy = self.dy
+        sigma = (0.5 * self.a * self.dx + self.b * dy) * self.dx + 0.5 * self.c * dy * dy
+        raw = self.opacity * torch.exp(-sigma)
         alpha = raw.clamp_max(ALPHA_MAX)
-        passes = (alpha >= ALPHA_MIN) & (sigma >= 0) & self.in_image
+        passes = (alpha >= ALPHA_MIN) & (sigma >= 0)
+        if self.in_image is not None:
+            passes &= self.in_image
         return alpha, passes, raw > ALPHA_MAX
 
 
@@ -176,55 +198,54 @@ class _Rasterize(torch.autograd.Function):
     def forward(ctx, means2d, conics, opacities, colors, background, strips: Strips, width: int):
         geo = _Geometry(strips, means2d, conics, opacities, width)
         alpha, passes, clamped = geo.alpha()
-        log_1m = torch.where(passes, torch.log1p(-alpha.double()), 0.0)
-        log_t = _exclusive_segment_cumsum(log_1m, strips.starts)
+        log_1m = torch.where(passes, torch.log1p(-alpha), 0.0)
+        log_t = _sum_before(log_1m, strips).to(alpha.dtype)
         included = passes & (log_t + log_1m > _LOG_T_MIN)
-        t_before = torch.exp(log_t).to(alpha.dtype)
+        t_before = torch.exp(log_t)
         weight = torch.where(included, alpha * t_before, 0.0)
 
-        n_channels = colors.shape[-1]
-        entry_colors = colors.reshape(-1, n_channels).index_select(0, strips.gid)
-        contrib = weight[:, :, None] * entry_colors[:, None, :]  # (E, S, D)
-        out = torch.zeros(strips.n_groups, strips.strip * n_channels, dtype=colors.dtype, device=colors.device)
-        out.index_add_(0, strips.group, contrib.reshape(contrib.shape[0], strips.strip * n_channels))
-        log_t_final = torch.zeros(strips.n_groups, strips.strip, dtype=torch.float64, device=colors.device)
-        log_t_final.index_add_(0, strips.group, torch.where(included, log_1m, 0.0))
-        t_final = torch.exp(log_t_final).to(colors.dtype)  # (G, S)
-        out = out.reshape(strips.n_groups, strips.strip, n_channels) + t_final[:, :, None] * background
+        # colours per (entry, pixel, channel), summed into (group, pixel, channel): row-contiguous
+        # in memory, and already the (camera, row, strip, column) layout of the image
+        entry_colors = colors.reshape(-1, colors.shape[-1]).index_select(0, strips.gid)
+        out = colors.new_zeros(strips.n_groups, strips.strip, colors.shape[-1])
+        out.index_add_(0, strips.group, weight.t()[:, :, None] * entry_colors[:, None, :])
+        log_t_final = log_1m.new_zeros(strips.n_groups, strips.strip)
+        log_t_final.index_add_(0, strips.group, torch.where(included, log_1m, 0.0).t())
+        t_final = torch.exp(log_t_final)  # (G, S); per-pixel sums, so float32 is exact enough
+        out = out + t_final[:, :, None] * background
 
-        ctx.strips, ctx.width = strips, width
-        ctx.save_for_backward(means2d, conics, opacities, colors, background, alpha, t_before, weight,
-                              included & ~clamped, t_final)  # fmt: skip
+        ctx.strips, ctx.width, ctx.background = strips, width, background
+        ctx.save_for_backward(means2d, conics, opacities, colors, alpha, t_before, weight,
+                              included & ~clamped)  # fmt: skip
         return out, 1.0 - t_final
 
     @staticmethod
     def backward(ctx, grad_out, grad_alpha):
-        means2d, conics, opacities, colors, background, alpha, t_before, weight, live, t_final = ctx.saved_tensors
+        means2d, conics, opacities, colors, alpha, t_before, weight, live = ctx.saved_tensors
         strips = ctx.strips
         geo = _Geometry(strips, means2d, conics, opacities, ctx.width)
-        n_channels = colors.shape[-1]
-        entry_colors = colors.reshape(-1, n_channels).index_select(0, strips.gid)
+        # With T_final = 1 - Σ wⱼ, the background and the alpha output act as one more colour
+        # channel, constantly 1, with gradient dL/dalpha - dL/dout · background.
+        grad_ones = grad_alpha - (grad_out * ctx.background).sum(-1)
+        grad_ext = torch.cat([grad_out, grad_ones[:, :, None]], dim=-1)  # (G, S, D + 1)
+        entry_colors = colors.reshape(-1, colors.shape[-1]).index_select(0, strips.gid)
+        colors_ext = torch.cat([entry_colors, entry_colors.new_ones(len(entry_colors), 1)], dim=-1)
+        grad_entry = grad_ext.index_select(0, strips.group)  # (E, S, D + 1)
+        grad_dot_color = torch.bmm(grad_entry, colors_ext[:, :, None])[:, :, 0].t().contiguous()  # (S, E)
 
-        grad_entry = grad_out.index_select(0, strips.group)  # (E, S, D)
-        grad_dot_color = torch.einsum("esd,ed->es", grad_entry, entry_colors)
-        # Everything composited behind a pair, the background included, is scaled by its (1 - α).
-        contribution = (grad_dot_color * weight).double()
-        seg_total = torch.zeros(strips.n_groups, strips.strip, dtype=torch.float64, device=grad_out.device)
-        seg_total.index_add_(0, strips.group, contribution)
-        after = seg_total.index_select(0, strips.group) - contribution
-        after -= _exclusive_segment_cumsum(contribution, strips.starts)
-        behind_background = t_final * ((grad_out * background).sum(-1) - grad_alpha)  # (G, S)
-        behind = after.to(alpha.dtype) + behind_background.index_select(0, strips.group)
-        grad_a = torch.where(live, t_before * grad_dot_color - behind / (1.0 - alpha), 0.0)
+        after = _sum_after(grad_dot_color * weight, strips).to(alpha.dtype)
+        grad_a = torch.where(live, t_before * grad_dot_color - after / (1.0 - alpha), 0.0)
 
-        grad_colors = torch.zeros_like(colors.reshape(-1, n_channels))
-        grad_colors.index_add_(0, strips.gid, torch.einsum("es,esd->ed", weight, grad_entry))
+        grad_colors = torch.zeros_like(colors.reshape(-1, colors.shape[-1]))
+        weight_t = weight.t().contiguous()[:, None, :]  # (E, 1, S)
+        grad_colors.index_add_(0, strips.gid, torch.bmm(weight_t, grad_entry[:, :, :-1])[:, 0])
 
         # σ = ½a dx² + b dx dy + ½c dy², summed over the strip's pixels per entry
         grad_sigma = -alpha * grad_a
-        s0 = grad_sigma.sum(1)
-        s1 = (grad_sigma * geo.dx).sum(1)
-        s2 = (grad_sigma * geo.dx * geo.dx).sum(1)
+        s0 = grad_sigma.sum(0)
+        grad_sigma_dx = grad_sigma * geo.dx
+        s1 = grad_sigma_dx.sum(0)
+        s2 = (grad_sigma_dx * geo.dx).sum(0)
         dy = geo.dy
         per_entry = torch.stack(
             [
@@ -233,7 +254,7 @@ class _Rasterize(torch.autograd.Function):
                 0.5 * s2,
                 dy * s1,
                 0.5 * dy * dy * s0,
-                (grad_a * alpha).sum(1) / geo.opacity,
+                (grad_a * alpha).sum(0) / geo.opacity,
             ],
             dim=-1,
         )
@@ -273,7 +294,8 @@ def rasterize(
     strips = footprint_strips(means2d.detach(), cov2d.detach(), opacities.detach(), depths.detach(),
                               radii, width, height, strip or STRIP)  # fmt: skip
     out, alpha = _Rasterize.apply(means2d, conics, opacities, colors, background, strips, width)
-    padded = -(-width // strips.strip) * strips.strip
+    # (G, S, .) with G = (camera, row, strip): the image rows, padded to whole strips
+    padded = strips.n_groups // (n_cams * height) * strips.strip
     out = out.reshape(n_cams, height, padded, colors.shape[-1])[:, :, :width]
     alpha = alpha.reshape(n_cams, height, padded, 1)[:, :, :width]
     return out, alpha, strips.n_pixels_visited
