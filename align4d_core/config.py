@@ -21,7 +21,7 @@ class SampleConfig:
     seed: int = 0
     frames: int = 16
     size: int = 128  # pixels, square
-    gaussians: int = 2500  # per procedural object (mesh-based items: surface samples)
+    gaussians: int = 2500  # per procedural .ply object; mesh objects are sampled by the loader
     fps: float = 8.0
     fovy_deg: float = FOVY_DEG
     eval_azimuths: tuple[float, ...] = EVAL_AZIMUTHS

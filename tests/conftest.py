@@ -90,3 +90,35 @@ def any_root(request: pytest.FixtureRequest, tmp_path) -> str:
     if request.param == "memory":
         return request.getfixturevalue("memory_root")
     return request.getfixturevalue("s3_bucket")  # starts the S3 server only when needed
+
+
+# --- the bundled sample, written once per session ------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def small_sample_config():
+    """A sample config small enough for many tests: 4 frames, 48 px, 600 Gaussians per object."""
+    from align4d_core.config import SampleConfig
+
+    return SampleConfig(frames=4, size=48, gaussians=600)
+
+
+@pytest.fixture(scope="session")
+def small_sample(tmp_path_factory: pytest.TempPathFactory, small_sample_config) -> str:
+    """A local sample dataset of every item at the small config; tests must not modify it."""
+    from align4d_core.sample import write_sample
+
+    root = str(tmp_path_factory.mktemp("small-sample") / "sample")
+    write_sample(root, small_sample_config)
+    return root
+
+
+@pytest.fixture(scope="session")
+def default_sample(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The default sample (``align4d sample DIR`` with no options); tests must not modify it."""
+    from align4d_core.config import SampleConfig
+    from align4d_core.sample import write_sample
+
+    root = str(tmp_path_factory.mktemp("default-sample") / "sample")
+    write_sample(root, SampleConfig())
+    return root

@@ -9,16 +9,16 @@ How it stays fast on two cores:
 * Work is organised in *strips*: one entry per (Gaussian, pixel row, run of ``STRIP`` columns)
   that the Gaussian's alpha ≥ 1/255 ellipse touches. The ellipse is walked row by row (an exact
   x-interval per row), so few pixels outside it are visited, unlike square tiles, which visit
-  several times more; and each strip is a dense row of ``STRIP`` pixels, so per-pixel work is plain
-  broadcast arithmetic on a (STRIP, E) array, with no per-pixel gathers and no sort of millions
-  of pairs: only the E strips are sorted, by (camera, row, strip), depth order kept within each.
-* The front-to-back transmittance of a pixel is a prefix sum of log(1 - α) over the strips that
-  share its (camera, row, strip) group, i.e. a segmented cumulative sum down the columns of the
-  (STRIP, E) array (stored column-major so that the scan runs over contiguous memory). It is
-  accumulated in float64: over millions of pairs a float32 running sum
-  drifts by 1e-2 (tiny test scenes never show it).
+  several times more. Each strip is a dense run of ``STRIP`` pixels, so per-pixel work is plain
+  broadcast arithmetic on an (S, E) array, with no per-pixel gathers; only the E strips are
+  sorted, by (camera, row, strip) group, keeping depth order within a group.
+* The front-to-back transmittance of a pixel is a prefix sum of log(1 - α) over the entries of its
+  group: a segmented cumulative sum along E, which the (S, E) layout makes a scan over contiguous
+  memory (ten times faster than down the columns of (E, S)). It is accumulated in float64: over
+  millions of pairs a float32 running sum drifts by 1e-2, which tiny test scenes never show.
+* Colours are summed into (group, pixel, channel) rows, which is already the image's memory layout.
 * The backward pass is written by hand (one more segmented suffix sum) instead of letting autograd
-  keep every intermediate.
+  keep every intermediate; the background and alpha outputs enter it as one more colour channel.
 
 ``rasterize`` takes projected ellipses; :func:`align4d_core.render.render` is the public entry.
 """
