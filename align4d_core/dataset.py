@@ -20,7 +20,6 @@ cannot be read at all (no folder, no manifest) raises.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,7 +29,7 @@ import torch
 from . import storage
 from .errors import InputError
 from .gaussians import Gaussians
-from .manifest import MANIFEST_NAME, ManifestItem, item_uri
+from .manifest import MANIFEST_NAME, ManifestItem, item_uri, parse_manifest
 from .media import Video, read_image, read_masks, read_video
 from .mesh import DEFAULT_N
 from .objects import load_object
@@ -99,8 +98,8 @@ def read_manifest_lenient(root: str) -> tuple[list[ManifestItem], list[InputErro
     """The usable items of ``<root>/manifest.jsonl`` and an error per unusable line.
 
     Same rules as :func:`~align4d_core.manifest.read_manifest`, but a bad line (not JSON, not a
-    valid item, a duplicate id) is reported and skipped instead of stopping the read. A missing or
-    unreadable manifest raises :class:`InputError`.
+    valid item, a duplicate id) is reported and skipped instead of stopping the read. A missing
+    folder or manifest raises :class:`InputError`.
     """
     if not storage.isdir(root):
         reason = "not a folder" if storage.exists(root) else "dataset folder not found"
@@ -108,33 +107,7 @@ def read_manifest_lenient(root: str) -> tuple[list[ManifestItem], list[InputErro
     uri = storage.join(root, MANIFEST_NAME)
     if not storage.exists(uri):
         raise InputError(f"no {MANIFEST_NAME}: not a dataset (or an unfinished one)", uri=str(root))
-    items: list[ManifestItem] = []
-    errors: list[InputError] = []
-    first_line: dict[str, int] = {}
-    for number, line in enumerate(storage.read_text(uri).splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            errors.append(InputError(f"line {number}: not valid JSON ({exc.msg})", uri=uri))
-            continue
-        try:
-            item = ManifestItem.from_json(obj)
-        except InputError as exc:
-            value = f" ({exc.uri!r})" if exc.uri else ""
-            reason = f"line {number}: {exc.reason}{value}"
-            errors.append(InputError(reason, uri=uri, item=exc.item, field=exc.field))
-            continue
-        if item.id in first_line:
-            errors.append(InputError(f"line {number}: duplicate id, first used on line {first_line[item.id]}",
-                                     uri=uri, item=item.id, field="id"))  # fmt: skip
-            continue
-        first_line[item.id] = number
-        items.append(item)
-    if not items and not errors:
-        errors.append(InputError("the manifest has no items", uri=uri))
-    return items, errors
+    return parse_manifest(root)
 
 
 # --- validation --------------------------------------------------------------------------------

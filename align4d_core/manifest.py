@@ -117,35 +117,45 @@ class ManifestItem:
                 item_uri(".", self, name)  # refuses escapes; the root itself does not matter here
 
 
-def read_manifest(root: str) -> list[ManifestItem]:
-    """The items of ``<root>/manifest.jsonl``, validated (see the module notes for the rules)."""
+def parse_manifest(root: str) -> tuple[list[ManifestItem], list[InputError]]:
+    """The usable items of ``<root>/manifest.jsonl`` and one error per unusable line.
+
+    A line that is not JSON, not a valid item, or repeats an id is reported (with its line number)
+    and skipped; blank lines are ignored. An empty manifest is one error. A missing or unreadable
+    manifest raises :class:`InputError`.
+    """
     uri = storage.join(root, MANIFEST_NAME)
     items: list[ManifestItem] = []
+    errors: list[InputError] = []
     line_of: dict[str, int] = {}
     for number, line in enumerate(storage.read_text(uri).splitlines(), start=1):
         if not line.strip():
             continue
         try:
-            obj = json.loads(line)
+            item = ManifestItem.from_json(json.loads(line))
         except json.JSONDecodeError as exc:
-            raise InputError(f"line {number}: not valid JSON ({exc.msg})", uri=uri) from None
-        try:
-            item = ManifestItem.from_json(obj)
+            errors.append(InputError(f"line {number}: not valid JSON ({exc.msg})", uri=uri))
+            continue
         except InputError as exc:
             value = f" ({exc.uri!r})" if exc.uri else ""  # the offending path, e.g. '../x.png'
-            reason = f"line {number}: {exc.reason}{value}"
-            raise InputError(reason, uri=uri, item=exc.item, field=exc.field) from None
+            errors.append(InputError(f"line {number}: {exc.reason}{value}", uri=uri, item=exc.item, field=exc.field))
+            continue
         if item.id in line_of:
-            raise InputError(
-                f"line {number}: duplicate id, first used on line {line_of[item.id]}",
-                uri=uri,
-                item=item.id,
-                field="id",
-            )
+            reason = f"line {number}: duplicate id, first used on line {line_of[item.id]}"
+            errors.append(InputError(reason, uri=uri, item=item.id, field="id"))
+            continue
         line_of[item.id] = number
         items.append(item)
-    if not items:
-        raise InputError("the manifest has no items", uri=uri)
+    if not items and not errors:
+        errors.append(InputError("the manifest has no items", uri=uri))
+    return items, errors
+
+
+def read_manifest(root: str) -> list[ManifestItem]:
+    """The items of ``<root>/manifest.jsonl``; the first bad line raises (see the module notes)."""
+    items, errors = parse_manifest(root)
+    if errors:
+        raise errors[0]
     return items
 
 

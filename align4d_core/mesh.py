@@ -48,6 +48,7 @@ __all__ = [
     "THICKNESS",
     "StorageResolver",
     "gaussians_from_mesh",
+    "quats_z_to",
     "load_mesh",
     "load_scene",
     "sample_texture",
@@ -284,7 +285,7 @@ def gaussians_from_mesh(
     return Gaussians(
         means=_f32(np.einsum("ni,nij->nj", bary, corners[face])),
         log_scales=_f32(np.broadcast_to(log_scales, (n, 3))),
-        quats=_f32(_quats_z_to(normals[face])),
+        quats=_f32(quats_z_to(normals[face])),
         opacity_logits=inverse_sigmoid(torch.full((n,), float(opacity), dtype=torch.float64)).float(),
         sh0=rgb_to_sh0(_f32(np.clip(colors, 0.0, 1.0))),
     ).validate(what="gaussians from mesh")
@@ -297,7 +298,7 @@ def _uniform_barycentric(rng: np.random.Generator, n: int) -> np.ndarray:
     return np.stack([1.0 - root, root * (1.0 - r2), root * r2], axis=1)
 
 
-def _quats_z_to(normals: np.ndarray) -> np.ndarray:
+def quats_z_to(normals: np.ndarray) -> np.ndarray:
     """wxyz unit quaternions of the shortest rotation taking +z to each (unit) normal.
 
     The discs are round in their plane, so the twist about the normal is irrelevant; for a normal

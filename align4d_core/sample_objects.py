@@ -49,7 +49,7 @@ from torch import Tensor
 
 from . import storage
 from .gaussians import Gaussians, inverse_sigmoid, rgb_to_sh0
-from .mesh import DEFAULT_OPACITY, SPACING_SCALE, THICKNESS
+from .mesh import DEFAULT_OPACITY, SPACING_SCALE, THICKNESS, quats_z_to
 from .ply import write_gaussians_ply
 
 __all__ = [
@@ -255,16 +255,6 @@ def _allocate(n: int, areas: list[float]) -> list[int]:
     return counts.tolist()
 
 
-def _quats_from_normals(normals: np.ndarray) -> np.ndarray:
-    """wxyz quaternions of the shortest rotation taking +z to each unit normal (a disc's axis)."""
-    quats = np.stack([1.0 + normals[:, 2], -normals[:, 1], normals[:, 0], np.zeros(len(normals))], axis=1)
-    norm = np.linalg.norm(quats, axis=1, keepdims=True)
-    flipped = norm[:, 0] < 1e-6
-    quats[flipped] = (0.0, 1.0, 0.0, 0.0)
-    norm[flipped] = 1.0
-    return quats / norm
-
-
 def _surface_gaussians(
     parts: list[_Part],
     colour: Callable[[str, np.ndarray, np.ndarray, np.ndarray], np.ndarray],
@@ -284,7 +274,7 @@ def _surface_gaussians(
     return Gaussians(
         means=f32(points_a),
         log_scales=f32(np.broadcast_to(np.log([sigma, sigma, sigma * THICKNESS]), (n, 3))),
-        quats=f32(_quats_from_normals(normals_a)),
+        quats=f32(quats_z_to(normals_a)),
         opacity_logits=inverse_sigmoid(torch.full((n,), DEFAULT_OPACITY, dtype=torch.float64)).float(),
         sh0=rgb_to_sh0(f32(np.concatenate(colours))),
     ).validate(what="sample object")
