@@ -26,3 +26,208 @@ class SampleConfig:
     fovy_deg: float = FOVY_DEG
     eval_azimuths: tuple[float, ...] = EVAL_AZIMUTHS
     items: tuple[str, ...] = field(default_factory=tuple)  # empty: every item
+
+
+# --- the 4D object ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DeformationConfig:
+    """HexPlane deformation field + MLP heads (issue #3; DreamGaussian4D / 4DGaussians)."""
+
+    feature_dim: int = 32  # channels per plane
+    spatial_resolution: int = 32  # cells per spatial axis of each plane
+    temporal_resolution: int | None = None  # None: the number of video frames
+    hidden: int = 64  # width of the shared MLP trunk and of each head
+    depth: int = 1  # hidden layers of the trunk
+    bounds_margin: float = 0.2  # bounds = the object's box grown by this fraction of its size
+    plane_init: tuple[float, float] = (0.1, 0.5)  # spatial planes ~ U(a, b); time planes start at 1
+
+
+# --- guidance ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GuidanceConfig:
+    """The multiview diffusion prior behind L_mot, L_geo and the MAOD probe (DESIGN.md §5)."""
+
+    backend: str = "anchor"  # "zero123" (needs weights) or "anchor" (weight-free fallback)
+    model: str = "ashawkey/zero123-xl-diffusers"  # hub id or local folder (diffusers layout)
+    revision: str | None = None
+    camera_embedding: str = "zero123"  # "zero123": [Δpolar, sin Δaz, cos Δaz, Δradius]; "stable"
+    fixed_distance: bool = False  # ImageDream-like: the MAOD probe uses azimuths -90/0/90 (eq. 11)
+    guidance_scale: float = 5.0  # classifier-free guidance (DreamGaussian4D's zero123 setting)
+    t_range: tuple[float, float] = (0.02, 0.98)  # SDS timesteps, fraction of training steps (DG4D)
+    input_size: int = 256  # zero123 sees 256 px images (32x32 latents)
+    dtype: str = "auto"  # "auto": float16 on CUDA, float32 on CPU
+
+
+# --- Object Distance Alignment -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """VAOD and MAOD search (eq. 4, 5, 11; Section IV-A)."""
+
+    d_min: float = 0.00001  # Section IV-A
+    d_max: float = 3.00001  # Section IV-A
+    d_step: float = 0.05  # Section IV-A
+    masked: bool = False  # VAOD: MSE inside the union of the video mask and the render's alpha
+    batch: int = 64  # candidate distances rendered per batch
+    timesteps: tuple[int, ...] = (700, 800, 900)  # MAOD probe timesteps (Section III-B)
+    probe_azimuths: tuple[float, ...] = (-90.0, 0.0, 90.0, 180.0)  # eq. 5; eq. 11 uses -90/0/90
+    probe_size: int = 256  # render size of the probe views
+    seed: int = 0  # the one fixed noise of the probe
+
+
+# --- Motion-Geometry Joint Alignment and optimisation -------------------------------------------
+
+
+@dataclass(frozen=True)
+class MGJAConfig:
+    """Loss weights of eq. 6-10; DreamGaussian4D's weights where the paper gives none."""
+
+    lambda_rgb: float = 10000.0  # KSVA colour term (DG4D: 10000 · MSE)
+    lambda_mask: float = 1000.0  # KSVA mask term (DG4D: 1000 · MSE)
+    lambda_usva: float = 4.0  # λ of eq. 9 (DG4D's lambda_zero123)
+    lambda_anchor: float = 2000.0  # λ for the anchor backend's image loss that stands in for L_geo
+    views: int = 4  # N random views per frame (Section IV-A)
+    elevation_range: tuple[float, float] = (-30.0, 30.0)  # random views (DG4D min_ver/max_ver)
+    ramp_known_view: bool = False  # DG4D multiplies the KSVA weights by step/steps
+    reference_size: int | None = None  # video frames resized to this longer side (None: as given)
+
+
+@dataclass(frozen=True)
+class OptimizeConfig:
+    """Training schedule; learning rates are DreamGaussian4D's (configs/4d.yaml)."""
+
+    steps: int = 500  # DG4D iters / position_lr_max_steps
+    frames_per_step: int | None = None  # None: every frame every step (DG4D batch_size = T)
+    position_lr: tuple[float, float] = (0.001, 0.00002)  # init, final (DG4D)
+    feature_lr: float = 0.01
+    opacity_lr: float = 0.05
+    scaling_lr: float = 0.005
+    rotation_lr: float = 0.005
+    deformation_lr: float = 0.00064  # MLP heads (DG4D deformation_lr)
+    grid_lr: float = 0.0064  # HexPlane (DG4D grid_lr)
+    percent_dense: float = 0.1  # Section IV-A
+    densify_interval: int = 100  # Section IV-A
+    densify_grad_threshold: float = 0.05  # Section IV-A
+    densify_until: float = 0.75  # fraction of the steps after which the set of Gaussians is fixed
+    min_opacity: float = 0.01  # pruning (DG4D densify_and_prune)
+    prune_scale: float = 0.1  # prune Gaussians larger than this fraction of the object radius (3DGS)
+    ao_block: int = 10  # AO: steps per block, alternating deformation and Gaussians
+    resolution_schedule: tuple[tuple[float, int], ...] = ((0.3, 128), (0.6, 256), (1.0, 512))  # DG4D
+    checkpoint_every: int = 100
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    turntable_frames: int = 48  # views around the object in turntable.mp4
+    turntable_elevation: float = 15.0
+    fps: float = 8.0
+    eval_size: int | None = None  # None: the dataset's GT views' size, else 512 (DESIGN.md §7)
+    ply_sh_degree: int = 3  # padding of exported .ply files for viewers that need degree 3
+
+
+@dataclass(frozen=True)
+class MethodConfig:
+    """The ablation switches of Table III: config, not code copies (DESIGN.md §5)."""
+
+    oda: bool = True  # False: fixed distance 1.5 and Δradius 0 (DreamGaussian4D)
+    mgja: bool = True  # False: no L_USVA (known-view loss only)
+    ao: bool = True  # False: joint optimisation (JO)
+    fixed_distance: float = 1.5  # the distance used when oda is False (DG4D)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything one video-3D pair's optimisation depends on; hashed into cache keys."""
+
+    method: MethodConfig = MethodConfig()
+    search: SearchConfig = SearchConfig()
+    guidance: GuidanceConfig = GuidanceConfig()
+    deformation: DeformationConfig = DeformationConfig()
+    mgja: MGJAConfig = MGJAConfig()
+    optimize: OptimizeConfig = OptimizeConfig()
+    export: ExportConfig = ExportConfig()
+    mesh_samples: int = 16384  # Gaussians sampled on a mesh input (align4d_core.mesh.DEFAULT_N)
+    fovy_deg: float = FOVY_DEG  # the field of view assumed for the input video (DESIGN.md §4)
+
+
+# --- presets, profiles and config files ----------------------------------------------------------
+
+PRESETS: dict[str, MethodConfig] = {
+    "align4d": MethodConfig(),
+    "no-oda": MethodConfig(oda=False),
+    "no-mgja": MethodConfig(mgja=False),
+    "no-ao": MethodConfig(ao=False),
+}
+"""The full method and the ablations of Table III, by name (nerfstudio-style presets)."""
+
+CPU_PROFILE: dict = {
+    "optimize": {"steps": 300, "frames_per_step": 4, "resolution_schedule": [[1.0, 128]], "checkpoint_every": 50},
+}
+"""What changes on a CPU, where the paper's schedule (500 steps, every frame, renders up to 512 px)
+would take hours: fewer steps, four frames a step, unknown views at 128 px. The method is the same."""
+
+
+def profile_for(device_type: str, profile: str = "auto") -> dict:
+    """Overrides of the named profile: "paper" (none), "cpu", or "auto" (cpu unless on CUDA)."""
+    if profile not in ("auto", "paper", "cpu"):
+        raise ValueError(f"unknown profile {profile!r}; expected 'auto', 'paper' or 'cpu'")
+    use_cpu = profile == "cpu" or (profile == "auto" and device_type != "cuda")
+    return CPU_PROFILE if use_cpu else {}
+
+
+def to_dict(config) -> dict:
+    """A JSON-ready dict of a (nested) config dataclass."""
+    from dataclasses import asdict
+
+    return asdict(config)
+
+
+def from_dict(cls, values: dict):
+    """Build a config dataclass from a (partial) dict; nested dataclasses recurse, lists become
+    tuples, and an unknown key is an error that names it (a typo must not be ignored)."""
+    import dataclasses
+    import typing
+
+    hints = typing.get_type_hints(cls)
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in values.items():
+        if key not in known:
+            raise ValueError(f"unknown setting {cls.__name__}.{key}; known: {', '.join(known)}")
+        hint = hints[key]
+        if dataclasses.is_dataclass(hint) and isinstance(value, dict):
+            value = from_dict(hint, value)
+        elif isinstance(value, list):
+            value = tuple(tuple(v) if isinstance(v, list) else v for v in value)
+        kwargs[key] = value
+    return cls(**kwargs)
+
+
+def merge(base: dict, override: dict) -> dict:
+    """``override`` laid over ``base``, recursively for nested dicts."""
+    out = dict(base)
+    for key, value in override.items():
+        out[key] = merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def build_run_config(device_type: str, values: dict | None = None, preset: str | None = None) -> RunConfig:
+    """The run config: defaults, then the device profile, then the preset, then ``values``.
+
+    ``values`` (e.g. a config file) win over everything, so an explicit setting is never replaced
+    by a profile; ``values["profile"]`` picks the profile ("auto" by default).
+    """
+    values = dict(values or {})
+    profile = values.pop("profile", "auto")
+    merged = merge(to_dict(RunConfig()), profile_for(device_type, profile))
+    if preset is not None:
+        if preset not in PRESETS:
+            raise ValueError(f"unknown preset {preset!r}; expected one of {', '.join(PRESETS)}")
+        merged = merge(merged, {"method": to_dict(PRESETS[preset])})
+    return from_dict(RunConfig, merge(merged, values))

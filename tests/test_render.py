@@ -154,3 +154,13 @@ def test_cpu_matches_gsplat_on_cuda():
             cpu_grads = grads
     for a, b in zip(cpu_grads, grads):
         torch.testing.assert_close(b, a, atol=1e-3, rtol=1e-2)
+
+
+def test_non_finite_gaussians_are_culled_not_crashing():
+    scene = random_scene(30, 8, dtype=torch.float32)
+    scene[0][3] = float("nan")
+    scene[2][5] = float("inf")
+    cams = orbit_cameras(0.0, [0.0, 90.0], 1.5, width=24)
+    out = rasterize(*scene, cams.viewmats, cams.Ks, 24, 24, background=1.0)
+    assert (out.radii[:, 3] == 0).all() and (out.radii[:, 5] == 0).all()
+    assert torch.isfinite(out.rgb).all() and torch.isfinite(out.alpha).all()

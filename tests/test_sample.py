@@ -50,7 +50,6 @@ def truth_of(root: str, item_id: str) -> dict:
 
 
 def loaded_object(root: str, item) -> Gaussians:
-    truth = truth_of(root, item.id)
     uri = item_uri(root, item, "object")
     return load_object(uri)  # the pipeline's reader, with its defaults
 

@@ -74,7 +74,6 @@ def footprint_strips(
     the row at dy it is centred at Σxy/Σyy · dy with half-width sqrt((k - dy²/Σyy)(Σxx - Σxy²/Σyy)).
     """
     n_cams, n = depths.shape
-    device = means2d.device
     n_strips = -(-width // strip)
     visible = (radii > 0).any(dim=-1).reshape(-1).nonzero().squeeze(1)
     visible = visible[torch.sort(depths.reshape(-1)[visible], stable=True).indices]

@@ -122,7 +122,11 @@ def _radii(
     near_plane: float,
     far_plane: float,
 ) -> Tensor:
-    """gsplat's opacity-aware bounding box, zero for every culled (camera, Gaussian)."""
+    """gsplat's opacity-aware bounding box, zero for every culled (camera, Gaussian).
+
+    A Gaussian with a non-finite position, covariance or opacity is culled too, so that a diverging
+    optimisation produces a blank render (and a clear error upstream), never out-of-range indices.
+    """
     det = cov2d[..., 0, 0] * cov2d[..., 1, 1] - cov2d[..., 0, 1] * cov2d[..., 1, 0]
     visible_opacity = opacities >= ALPHA_MIN
     extend = torch.sqrt(2.0 * torch.log(opacities.clamp_min(ALPHA_MIN) / ALPHA_MIN)).clamp(max=RADIUS_SIGMAS)
@@ -134,7 +138,8 @@ def _radii(
         & (means2d[..., 1] + ry > 0)
         & (means2d[..., 1] - ry < height)
     )
-    keep = (det > 0) & (depths >= near_plane) & (depths <= far_plane) & visible_opacity & inside
+    finite = torch.isfinite(means2d).all(dim=-1) & torch.isfinite(cov2d).flatten(-2).all(dim=-1) & torch.isfinite(opacities)
+    keep = finite & (det > 0) & (depths >= near_plane) & (depths <= far_plane) & visible_opacity & inside
     keep &= (rx > 0) | (ry > 0)
-    radii = torch.stack([rx, ry], dim=-1) * keep[..., None]
+    radii = torch.where(keep[..., None], torch.stack([rx, ry], dim=-1), 0.0)
     return radii.to(torch.int32)
