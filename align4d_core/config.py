@@ -51,9 +51,11 @@ class DeformationConfig:
 class GuidanceConfig:
     """The multiview diffusion prior behind L_mot, L_geo and the MAOD probe (DESIGN.md §5)."""
 
-    backend: str = "anchor"  # "zero123" (needs weights) or "anchor" (weight-free fallback)
+    backend: str = "auto"  # "zero123" (needs weights), "anchor" (weight-free), "auto": zero123 if its
+    # weights are on this machine (a local folder or the hub cache; never downloaded), else anchor
     model: str = "ashawkey/zero123-xl-diffusers"  # hub id or local folder (diffusers layout)
     revision: str | None = None
+    local_files_only: bool = False  # never contact the hub (set by backend "auto")
     camera_embedding: str = "zero123"  # "zero123": [Δpolar, sin Δaz, cos Δaz, Δradius]; "stable"
     fixed_distance: bool = False  # ImageDream-like: the MAOD probe uses azimuths -90/0/90 (eq. 11)
     guidance_scale: float = 5.0  # classifier-free guidance (DreamGaussian4D's zero123 setting)
@@ -168,9 +170,11 @@ PRESETS: dict[str, MethodConfig] = {
 
 CPU_PROFILE: dict = {
     "optimize": {"steps": 300, "frames_per_step": 4, "resolution_schedule": [[1.0, 128]], "checkpoint_every": 50},
+    "mesh_samples": 4096,
 }
 """What changes on a CPU, where the paper's schedule (500 steps, every frame, renders up to 512 px)
-would take hours: fewer steps, four frames a step, unknown views at 128 px. The method is the same."""
+would take hours: fewer steps, four frames a step, unknown views at 128 px, and meshes sampled
+with 4096 Gaussians (16384 would be several per pixel at 128 px). The method is the same."""
 
 
 def profile_for(device_type: str, profile: str = "auto") -> dict:

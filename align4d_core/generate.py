@@ -59,7 +59,7 @@ def resolve_guidance(config: RunConfig, device: torch.device) -> tuple[Guidance,
         from .guidance import MissingWeightsError
 
         try:
-            guidance = load_guidance(replace(config.guidance, backend="zero123"), device)
+            guidance = load_guidance(replace(config.guidance, backend="zero123", local_files_only=True), device)
             backend = "zero123"
         except MissingWeightsError as exc:
             log.warning("Zero123 weights unavailable (%s): using the weight-free 'anchor' guidance", exc.reason)

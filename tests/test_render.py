@@ -164,3 +164,21 @@ def test_non_finite_gaussians_are_culled_not_crashing():
     out = rasterize(*scene, cams.viewmats, cams.Ks, 24, 24, background=1.0)
     assert (out.radii[:, 3] == 0).all() and (out.radii[:, 5] == 0).all()
     assert torch.isfinite(out.rgb).all() and torch.isfinite(out.alpha).all()
+
+
+@pytest.mark.parametrize("strip", [4, 8, 16])
+def test_every_strip_width_gives_the_same_image_and_gradients(strip):
+    from align4d_core.render import cpu
+    from align4d_core.render.projection import project
+
+    scene = [t.requires_grad_(True) for t in random_scene(40, 17, dtype=torch.float64)]
+    cams = cameras(37, 21)
+    proj = project(scene[0], scene[1], scene[2], scene[3], cams.viewmats, cams.Ks, 37, 21)
+    colors = torch.cat([scene[4].expand(3, -1, -1), proj.depths[..., None]], dim=-1)
+    opacities = scene[3].expand(3, -1)
+    out, alpha, _ = cpu.rasterize(proj.means2d, proj.cov2d, proj.conics, proj.depths, proj.radii, opacities,
+                                  colors, torch.ones(4, dtype=torch.float64), 37, 21, strip=strip)  # fmt: skip
+    (out.sum() + alpha.sum()).backward()
+    reference = rasterize(*[t.detach() for t in scene], cams.viewmats, cams.Ks, 37, 21, background=1.0)
+    torch.testing.assert_close(out[..., :3], reference.rgb, atol=1e-12, rtol=0)
+    assert all(t.grad is not None and torch.isfinite(t.grad).all() for t in scene)

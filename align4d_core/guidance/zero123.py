@@ -132,12 +132,13 @@ def _check_model_location(model: str) -> None:
 def _load(loader, config: GuidanceConfig, subfolder: str, **kwargs):
     """``loader.from_pretrained(model, subfolder=...)``; a failure names the model and the fix."""
     try:
-        return loader.from_pretrained(config.model, subfolder=subfolder, revision=config.revision, **kwargs)
+        return loader.from_pretrained(config.model, subfolder=subfolder, revision=config.revision,
+                                      local_files_only=config.local_files_only, **kwargs)  # fmt: skip
     except OSError as error:  # diffusers and transformers report missing files and repos as OSError
         where = "folder" if os.path.isdir(config.model) else "model (hub id)"
         revision = f" at revision {config.revision!r}" if config.revision else ""
         offline = ""
-        if hub_constants.HF_HUB_OFFLINE:
+        if hub_constants.HF_HUB_OFFLINE or config.local_files_only:
             offline = " (HF_HUB_OFFLINE is set: only the local cache was searched)"
         raise MissingWeightsError(
             f"Zero123 {where} {config.model!r}{revision}: {subfolder}/ is not available{offline}: "

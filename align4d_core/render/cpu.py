@@ -6,10 +6,10 @@ finished before the Gaussian that would bring its transmittance to 1e-4.
 
 How it stays fast on two cores:
 
-* Work is organised in *strips*: one entry per (Gaussian, pixel row, run of ``STRIP`` columns)
+* Work is organised in *strips*: one entry per (Gaussian, pixel row, run of S columns)
   that the Gaussian's alpha ≥ 1/255 ellipse touches. The ellipse is walked row by row (an exact
   x-interval per row), so few pixels outside it are visited, unlike square tiles, which visit
-  several times more. Each strip is a dense run of ``STRIP`` pixels, so per-pixel work is plain
+  several times more. Each strip is a dense run of S pixels, so per-pixel work is plain
   broadcast arithmetic on an (S, E) array, with no per-pixel gathers; only the E strips are
   sorted, by (camera, row, strip) group, keeping depth order within a group.
 * The front-to-back transmittance of a pixel is a prefix sum of log(1 - α) over the entries of its
@@ -33,8 +33,8 @@ from torch import Tensor
 
 from .projection import ALPHA_MAX, ALPHA_MIN, TRANSMITTANCE_MIN
 
-STRIP = 8
-"""Columns per strip: wide enough to amortise per-strip work, narrow enough to waste few pixels."""
+STRIP_WIDTHS = (4, 8, 16)
+"""Columns per strip, chosen per render from the footprints' size (:func:`strip_width`)."""
 
 _LOG_T_MIN = math.log(TRANSMITTANCE_MIN)
 _BOUND_MARGIN = 1e-3
@@ -66,7 +66,7 @@ def footprint_strips(
     radii: Tensor,
     width: int,
     height: int,
-    strip: int = STRIP,
+    strip: int = 8,
 ) -> Strips:
     """Every strip of pixels that meets a visible Gaussian's alpha ≥ 1/255 ellipse.
 
@@ -121,6 +121,17 @@ def footprint_strips(
         n_groups=n_cams * height * n_strips,
         n_pixels_visited=int(group.shape[0]) * strip,
     )
+
+
+def strip_width(radii: Tensor) -> int:
+    """Strips about as wide as a typical footprint: wide strips amortise the per-entry work of
+    large Gaussians, narrow ones waste fewer pixels around small ones. Any width gives the same
+    image; only the time changes (measured by benchmarks/render.py)."""
+    widths = radii[..., 0][radii[..., 0] > 0]
+    if widths.numel() == 0:
+        return STRIP_WIDTHS[0]
+    typical = float(widths.float().median())
+    return 4 if typical <= 8 else (8 if typical <= 16 else 16)
 
 
 def _expand(counts: Tensor) -> Tensor:
@@ -291,7 +302,7 @@ def rasterize(
     """
     n_cams = depths.shape[0]
     strips = footprint_strips(means2d.detach(), cov2d.detach(), opacities.detach(), depths.detach(),
-                              radii, width, height, strip or STRIP)  # fmt: skip
+                              radii, width, height, strip or strip_width(radii))  # fmt: skip
     out, alpha = _Rasterize.apply(means2d, conics, opacities, colors, background, strips, width)
     # (G, S, .) with G = (camera, row, strip): the image rows, padded to whole strips
     padded = strips.n_groups // (n_cams * height) * strips.strip
