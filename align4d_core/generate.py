@@ -61,8 +61,9 @@ def resolve_guidance(config: RunConfig, device: torch.device) -> tuple[Guidance,
         try:
             guidance = load_guidance(replace(config.guidance, backend="zero123", local_files_only=True), device)
             backend = "zero123"
-        except MissingWeightsError as exc:
-            log.warning("Zero123 weights unavailable (%s): using the weight-free 'anchor' guidance", exc.reason)
+        except MissingWeightsError:
+            log.warning("no local Zero123 weights for %r (guidance.model): using the weight-free 'anchor' "
+                        "guidance; set guidance.backend='zero123' for the full message", config.guidance.model)  # fmt: skip
             guidance, backend = load_guidance(replace(config.guidance, backend="anchor"), device), "anchor"
     else:
         guidance = load_guidance(config.guidance, device)
@@ -141,7 +142,8 @@ def generate(
     size = eval_size or config.export.eval_size or 512
     artifacts = export_object(out, result.gaussians, result.field, n_frames=pair.frames.shape[0],
                               distance=found.vaod, video_frames=pair.frames.cpu(), config=config.export,
-                              eval_size=size, fovy_deg=pair.fovy_deg)  # fmt: skip
+                              eval_size=size, fovy_deg=pair.fovy_deg,
+                              metadata={"vaod": found.vaod, "maod": found.maod, "guidance": config.guidance.backend})  # fmt: skip
     timings["export"] = time.perf_counter() - t0
     timings["total"] = time.perf_counter() - started
     extra = {"vaod": found.vaod, "maod": found.maod, "guidance": config.guidance.backend,

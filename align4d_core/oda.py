@@ -57,9 +57,9 @@ def candidate_distances(config: SearchConfig) -> Tensor:
     return torch.tensor([round(config.d_min + config.d_step * k, 10) for k in range(count)], dtype=torch.float64)
 
 
-def front_renders(gaussians: Gaussians, distances: Tensor, width: int, height: int, fovy_deg: float,
+def orbit_renders(gaussians: Gaussians, distances: Tensor, width: int, height: int, fovy_deg: float,
                   batch: int, azimuth: float = 0.0) -> Tensor:  # fmt: skip
-    """RGB (D, H, W, 3) of the object seen from ``azimuth`` at each distance, rendered in batches."""
+    """RGB (D, H, W, 3) of the object seen from ``azimuth`` (elevation 0) at each distance."""
     out = []
     with torch.no_grad():
         for start in range(0, len(distances), batch):
@@ -121,7 +121,7 @@ def probe_curve(
     size = config.probe_size
     values = torch.zeros(len(distances), dtype=torch.float64)
     for azimuth in azimuths:
-        renders = front_renders(gaussians, distances, size, size, fovy_deg, config.batch, azimuth=azimuth)
+        renders = orbit_renders(gaussians, distances, size, size, fovy_deg, config.batch, azimuth=azimuth)
         for start in range(0, len(distances), config.batch):
             chunk = renders[start : start + config.batch]
             batch = len(chunk)

@@ -2,8 +2,8 @@
 
 Each step samples video frames, deforms the canonical Gaussians to them, renders the known front
 view at VAOD (KSVA, eq. 6) and N random unknown views (USVA, eq. 7-9), and updates either the
-deformation field or the Gaussians (AO: they alternate in blocks of ``ao_block`` steps, motion
-first, because the 3D input already gives good geometry) or both (JO, the ablation).
+deformation field or the Gaussians (AO: they alternate in blocks of ``ao_blocks`` steps, motion
+first and longer, because the 3D input already gives good geometry) or both (JO, the ablation).
 
 Every random choice of step s comes from a generator seeded by (seed, s): a run resumed from a
 checkpoint draws exactly what the uninterrupted run drew, so it ends with the same result.
@@ -87,7 +87,8 @@ def phase_of(step: int, config: RunConfig) -> str:
     """"joint" (JO), or for AO "deformation" / "gaussians" in alternating blocks, motion first."""
     if not config.method.ao:
         return "joint"
-    return "deformation" if ((step - 1) // config.optimize.ao_block) % 2 == 0 else "gaussians"
+    motion, geometry = config.optimize.ao_blocks
+    return "deformation" if (step - 1) % (motion + geometry) < motion else "gaussians"
 
 
 def resolution_of(step: int, steps: int, config: RunConfig) -> int:
@@ -282,9 +283,10 @@ def _unknown_views(run: _Run, deformed: Gaussians, index: Tensor, step: int, vao
     def cameras(distance: float):
         return orbit_cameras(views.elevation, views.azimuth, distance, width=size, fovy_deg=fovy)
 
-    has_motion = run.guidance.name != "anchor"
     geometry = render(per_view, cameras(maod))
-    motion = geometry if (has_motion and abs(maod - vaod) < 1e-9) else (render(per_view, cameras(vaod)) if has_motion else None)
+    motion = None
+    if run.guidance.name != "anchor":  # the anchor has no motion prior: L_mot is off
+        motion = geometry if abs(maod - vaod) < 1e-9 else render(per_view, cameras(vaod))
     with torch.no_grad():
         references = render(run.pair.gaussians, cameras(maod)).rgb
     loss, parts = unknown_view_loss(run.guidance, views, None if motion is None else motion.rgb, geometry.rgb,

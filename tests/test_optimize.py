@@ -26,7 +26,7 @@ from align4d_core.render import render
 
 def small_config(steps=12, **optimize_overrides) -> RunConfig:
     opt = replace(OptimizeConfig(), steps=steps, frames_per_step=2, resolution_schedule=((1.0, 32),),
-                  ao_block=3, checkpoint_every=4, densify_interval=5, densify_grad_threshold=1e-4)  # fmt: skip
+                  ao_blocks=(3, 3), checkpoint_every=4, densify_interval=5, densify_grad_threshold=1e-4)  # fmt: skip
     return RunConfig(optimize=replace(opt, **optimize_overrides))
 
 
