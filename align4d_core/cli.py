@@ -160,7 +160,7 @@ def _run_config(config_file: str | None, preset: str | None, device: str | None)
     """Defaults, device profile, preset, then the config file (JSON or YAML), which wins."""
     from . import storage
     from .config import build_run_config
-    from .generate import device_of
+    from .stages import device_of
 
     values = None
     if config_file is not None:
@@ -197,14 +197,12 @@ def search(
     """Object Distance Alignment: print VAOD, MAOD and their curves as JSON."""
     import json
 
-    from .generate import Inputs, device_of, load_pair, resolve_guidance, run_search
     from .plots import plot_search
+    from .stages import PairURIs, device_of, find_distances, load_pair, resolve_backend
 
-    config = _run_config(config_file, None, device)
     dev = device_of(device)
-    guidance, config = resolve_guidance(config, dev)
-    pair = load_pair(Inputs(video, object, masks), config, dev)
-    result = run_search(pair, config, guidance)
+    config = resolve_backend(_run_config(config_file, None, device), dev)
+    result = find_distances(load_pair(PairURIs(video, object, masks), config, dev), config, dev)
     if plot is not None:
         plot_search(result, plot)
     out.print_json(json.dumps({**result.to_json(), "guidance": config.guidance.backend}))
@@ -217,7 +215,9 @@ def generate(
     object: Annotated[str, typer.Option("--object", help="The 3D input: a 3DGS .ply or a mesh.")],
     out_uri: Annotated[str, typer.Option("--out", help="Output folder (path or URI) for the 4D object.")],
     masks: Annotated[str | None, typer.Option(help="Masks (PNG folder or mp4); default: the video's alpha.")] = None,
-    eval_size: Annotated[int | None, typer.Option(help="Size of the evaluation views (default 512).")] = None,
+    eval_gt: Annotated[str | None, typer.Option("--eval", help="Ground-truth views (eval_<k>/<t>.png) to score.")] = None,
+    eval_size: Annotated[int | None, typer.Option(help="Size of the evaluation views (default: the "
+                                                       "ground truth's, else 512).")] = None,  # fmt: skip
     config_file: ConfigOption = None,
     preset: PresetOption = None,
     device: DeviceOption = None,
@@ -237,11 +237,14 @@ def generate(
             losses = " ".join(f"{k} {v:.3g}" for k, v in record.items() if k in ("loss", "ksva_rgb", "mot", "geo"))
             progress.update(task, description=f"optimize [{record['phase']}] {losses}", completed=step, total=steps)
 
-        done = run(Inputs(video, object, masks), out_uri, config, device=device, progress=on_step, stage=on_stage,
-                   eval_size=eval_size)  # fmt: skip
+        done = run(Inputs(video, object, masks, eval_gt), out_uri, config, device=device, progress=on_step,
+                   stage=on_stage, eval_size=eval_size)  # fmt: skip
     extra = done.get("extra", {})
     out.print(f"VAOD {extra.get('vaod', float('nan')):.3f}, MAOD {extra.get('maod', float('nan')):.3f} "
               f"({extra.get('guidance')} guidance); 4D object in {escape(out_uri)}")  # fmt: skip
+    metrics = extra.get("metrics") or {}
+    if "psnr" in metrics:
+        out.print(f"eval views: PSNR {metrics['psnr']:.2f} dB, SSIM {metrics['ssim']:.4f}")
 
 
 def main() -> None:

@@ -30,7 +30,7 @@ from align4d_core import storage  # noqa: E402
 from align4d_core.cameras import orbit_cameras  # noqa: E402
 from align4d_core.config import GuidanceConfig, SampleConfig, SearchConfig  # noqa: E402
 from align4d_core.dataset import load_item  # noqa: E402
-from align4d_core.generate import device_of  # noqa: E402
+from align4d_core.stages import device_of  # noqa: E402
 from align4d_core.guidance import load_guidance  # noqa: E402
 from align4d_core.manifest import read_manifest  # noqa: E402
 from align4d_core.mesh import gaussians_from_mesh  # noqa: E402

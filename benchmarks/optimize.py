@@ -37,7 +37,8 @@ from align4d_core import storage  # noqa: E402
 from align4d_core.cameras import orbit_cameras  # noqa: E402
 from align4d_core.config import EVAL_AZIMUTHS, PRESETS, SampleConfig, build_run_config  # noqa: E402
 from align4d_core.deformation import deform, load_deformation  # noqa: E402
-from align4d_core.generate import Inputs, device_of, generate  # noqa: E402
+from align4d_core.generate import Inputs, generate  # noqa: E402
+from align4d_core.stages import device_of  # noqa: E402
 from align4d_core.manifest import item_uri, read_manifest  # noqa: E402
 from align4d_core.media import read_image, read_video  # noqa: E402
 from align4d_core.ply import read_gaussians_ply  # noqa: E402

@@ -19,13 +19,14 @@ FAST = {"optimize": {"steps": 4, "frames_per_step": 2, "resolution_schedule": [[
 
 def inputs(root: str, item_id: str) -> Inputs:
     base = storage.join(root, "items", item_id)
-    return Inputs(storage.join(base, "video"), storage.join(base, "object.ply"), storage.join(base, "masks"))
+    return Inputs(storage.join(base, "video"), storage.join(base, "object.ply"), storage.join(base, "masks"),
+                  storage.join(base, "eval"))  # fmt: skip
 
 
 def test_generate_writes_the_whole_object_folder_and_skips_when_done(small_sample, tmp_path):
     out = str(tmp_path / "arm")
     config = build_run_config("cpu", FAST)
-    done = generate(inputs(small_sample, "arm_swing"), out, config, eval_size=32)
+    done = generate(inputs(small_sample, "arm_swing"), out, config)  # eval views at the ground truth's size
     truth = storage.read_json(storage.join(small_sample, "items", "arm_swing", "truth.json"))
     assert abs(done["extra"]["vaod"] - truth["distance"]) <= 0.05
     assert done["extra"]["guidance"] == "anchor" and done["extra"]["maod"] == done["extra"]["vaod"]
@@ -36,15 +37,16 @@ def test_generate_writes_the_whole_object_folder_and_skips_when_done(small_sampl
     assert len(read_gaussians_ply(storage.join(out, "object/canonical.ply"))) == done["extra"]["gaussians"]
     assert load_deformation(storage.join(out, "object/deformation.safetensors")).n_frames == 4
     assert read_video(storage.join(out, "videos/front_vs_input.mp4")).num_frames == 4
-    assert {"search_vaod", "optimize", "export", "total"} <= set(done["timings"])
+    assert {"search", "search_vaod", "optimize", "render", "evaluate", "total"} <= set(done["timings"])
+    assert done["extra"]["metrics"]["psnr"] > 10 and "lpips" in done["extra"]["metrics"]["missing"]
 
-    again = generate(inputs(small_sample, "arm_swing"), out, config, eval_size=32)
+    again = generate(inputs(small_sample, "arm_swing"), out, config)
     assert again == done  # finished work is not redone
 
 
 def test_the_no_oda_ablation_uses_the_fixed_distance(small_sample, tmp_path):
     config = build_run_config("cpu", FAST, preset="no-oda")
-    done = generate(inputs(small_sample, "twist_column"), str(tmp_path / "no-oda"), config, eval_size=32)
+    done = generate(inputs(small_sample, "twist_column"), str(tmp_path / "no-oda"), config)
     assert done["extra"]["vaod"] == done["extra"]["maod"] == 1.5
     assert done["extra"]["method"]["oda"] is False
 
