@@ -68,16 +68,23 @@ def resolve_backend(config: RunConfig, device: torch.device) -> RunConfig:
     """
     if config.guidance.backend != "auto":
         return config
+    local = replace(config.guidance, backend="zero123", local_files_only=True)
+    backend = "zero123" if _weights_available(local, str(device)) else "anchor"
+    return replace(config, guidance=replace(local, backend=backend, local_files_only=backend == "zero123"))
+
+
+@functools.lru_cache(maxsize=4)
+def _weights_available(config, device: str) -> bool:
+    """Whether Zero123 loads from this machine alone; asked (and warned about) once per process."""
     from .guidance import MissingWeightsError
 
     try:
-        _guidance(replace(config.guidance, backend="zero123", local_files_only=True), str(device))
-        backend = "zero123"
+        _guidance(config, device)
+        return True
     except MissingWeightsError:
         log.warning("no local Zero123 weights for %r (guidance.model): using the weight-free 'anchor' "
-                    "guidance; set guidance.backend='zero123' for the full message", config.guidance.model)  # fmt: skip
-        backend = "anchor"
-    return replace(config, guidance=replace(config.guidance, backend=backend, local_files_only=backend == "zero123"))
+                    "guidance; set guidance.backend='zero123' for the full message", config.model)  # fmt: skip
+        return False
 
 
 @functools.lru_cache(maxsize=2)

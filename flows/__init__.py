@@ -1,5 +1,2 @@
-"""Prefect flows of align4d: flow ``align4d`` (deployment ``x4d``) composes the tasks over a dataset.
-
-See DESIGN.md §8. The flows arrive with the orchestration issue; this package exists now so that
-the distribution's layout is fixed from the start.
-"""
+"""Prefect flows of align4d: ``align4d`` (deployment ``x4d``) over a dataset, ``align4d-item``
+(deployment ``x4d-item``, GPU pool) for one (item, method). See DESIGN.md §8."""

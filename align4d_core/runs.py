@@ -1,0 +1,102 @@
+"""A benchmark run's folder: its id, its layout, and what each item of it needs (DESIGN.md §2).
+
+    <out>/<run_id>/run.json                          parameters, code version, start time
+    <out>/<run_id>/items/<item_id>/<method>/         one object folder per (item, method) (§9)
+    <out>/<run_id>/tables/results.csv, summary.md    written by the aggregation
+
+The run id is a hash of everything that determines the results (dataset, settings, methods, item
+selection), so a run started again with the same parameters lands in the same folder and resumes,
+while a run with other parameters never touches it. Item ids are validated by the manifest reader
+and paths are resolved with :func:`storage.safe_child`, so nothing read from a manifest can write
+outside the run folder.
+"""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass
+
+from . import storage
+from .config import SampleConfig
+from .done import code_version
+from .errors import InputError
+from .hashing import hash_json
+from .manifest import MANIFEST_NAME, ManifestItem, item_uri, read_manifest
+from .stages import PairURIs
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """The parameters of a dataset-wide run (flow ``align4d``)."""
+
+    dataset: str
+    out: str
+    settings: dict  # a config file's contents: overrides of align4d_core.config defaults
+    methods: tuple[str, ...]
+    items: tuple[str, ...] = ()  # empty: every item
+    limit: int | None = None
+
+    @property
+    def run_id(self) -> str:
+        key = {"dataset": self.dataset.rstrip("/"), "settings": self.settings, "methods": list(self.methods),
+               "items": list(self.items), "limit": self.limit}  # fmt: skip
+        return hash_json(key)[:12]
+
+    @property
+    def root(self) -> str:
+        return storage.join(self.out, self.run_id)
+
+
+def item_folder(run_root: str, item_id: str, method: str) -> str:
+    return storage.join(run_root, "items", item_id, method)
+
+
+def ensure_dataset(dataset: str | None, out: str) -> str:
+    """The dataset URI; without one, the bundled sample, written once under ``<out>/sample``."""
+    if dataset:
+        return dataset
+    from .sample import write_sample
+
+    root = storage.join(out, "sample")
+    if not storage.exists(storage.join(root, MANIFEST_NAME)):
+        write_sample(root, SampleConfig())
+    return root
+
+
+def select_items(dataset: str, items: tuple[str, ...] = (), limit: int | None = None) -> list[ManifestItem]:
+    """The manifest's items, filtered by id (an unknown id is an error) and cut to ``limit``."""
+    available = read_manifest(dataset)
+    if items:
+        known = {i.id for i in available}
+        unknown = [i for i in items if i not in known]
+        if unknown:
+            raise InputError(f"no item {', '.join(map(repr, unknown))} in the dataset", uri=dataset, field="items")
+        available = [i for i in available if i.id in items]
+    return available[:limit] if limit is not None else available
+
+
+def pair_uris(dataset: str, item: ManifestItem) -> PairURIs:
+    """The pair of an item whose manifest gives both a video and a 3D object.
+
+    Items that give only a prompt, an image, a video or an object need the pair-generation stage,
+    which is not part of align4d yet; they fail with that reason instead of being skipped quietly.
+    """
+    missing = [name for name in ("video", "object") if getattr(item, name) is None]
+    if missing:
+        raise InputError(f"no {' or '.join(missing)}: generating the video-3D pair from a {item.source!r} "
+                         "input needs the pair-generation stage, which is not implemented yet",
+                         item=item.id, field=missing[0])  # fmt: skip
+    optional = {name: item_uri(dataset, item, name) if getattr(item, name) else None for name in ("masks", "eval")}
+    return PairURIs(item_uri(dataset, item, "video"), item_uri(dataset, item, "object"), **optional)
+
+
+def write_run_json(spec: RunSpec, items: list[str]) -> None:
+    """``run.json`` once per run: what was asked for and with which code."""
+    uri = storage.join(spec.root, "run.json")
+    if storage.exists(uri):
+        return
+    storage.write_json(uri, {
+        "run_id": spec.run_id, "dataset": spec.dataset, "settings": spec.settings, "methods": list(spec.methods),
+        "items": items, "limit": spec.limit, "code_version": code_version(),
+        "started_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    })  # fmt: skip

@@ -1,0 +1,98 @@
+"""Flow ``align4d``: the dataset-wide benchmark (deployment ``x4d``; DESIGN.md §8).
+
+For every (item, method) it starts one ``align4d-item`` flow run — in-process in the embedded
+default (``dispatch="inline"``), or as a run of the GPU deployment (``dispatch="deployment"``), so
+that every GPU worker pulls one item's job — then aggregates the rows into ``tables/`` and Prefect
+artifacts. One failing item is a failed row, never a stopped run; the flow's final state says how
+many failed. Nothing large passes through Prefect: rows travel as ``row.json`` files in storage.
+"""
+
+from __future__ import annotations
+
+import time
+
+from prefect import flow, get_run_logger
+from prefect.client.orchestration import get_client
+from prefect.deployments import run_deployment
+from prefect.states import Completed, Failed
+
+from align4d_core import storage
+from align4d_core.runs import RunSpec, ensure_dataset, item_folder, select_items, write_run_json
+from flows.item import align4d_item, failed_row
+from tasks import aggregate
+
+ITEM_DEPLOYMENT = "align4d-item/x4d-item"
+
+
+@flow(name="align4d")
+def align4d(
+    dataset: str | None = None,
+    out: str = "runs",
+    settings: dict | None = None,
+    methods: list[str] | None = None,
+    items: list[str] | None = None,
+    limit: int | None = None,
+    dispatch: str = "inline",
+    item_deployment: str = ITEM_DEPLOYMENT,
+    poll_seconds: float = 5.0,
+):
+    """Run align4d over ``dataset`` (default: the bundled sample) into ``out/<run_id>``.
+
+    ``settings`` overrides any default of align4d_core/config.py (a config file's contents);
+    ``methods`` are presets (``align4d``, ``no-oda``, ``no-mgja``, ``no-ao``; default the full
+    method); ``items`` filters by id and ``limit`` keeps the first N.
+    """
+    logger = get_run_logger()
+    dataset = ensure_dataset(dataset, out)
+    spec = RunSpec(dataset, out, settings or {}, tuple(methods or ["align4d"]), tuple(items or ()), limit)
+    selected = select_items(dataset, spec.items, limit)
+    write_run_json(spec, [i.id for i in selected])
+    jobs = [(item, method) for item in selected for method in spec.methods]
+    logger.info("run %s: %d items x %d methods into %s", spec.run_id, len(selected), len(spec.methods), spec.root)
+
+    if dispatch == "inline":
+        rows = [_inline(dataset, item, method, spec) for item, method in jobs]
+    elif dispatch == "deployment":
+        rows = _deployed(dataset, jobs, spec, item_deployment, poll_seconds)
+    else:
+        raise ValueError(f"dispatch must be 'inline' or 'deployment', got {dispatch!r}")
+
+    summary = aggregate(spec.root, rows)
+    message = f"{summary['rows'] - summary['failed']} of {summary['rows']} item runs completed; tables in {summary['results']}"
+    if summary["failed"]:  # the tables are written; the run's state says that not everything ran
+        return Failed(message=message)
+    return Completed(message=message, data={**summary, "run_id": spec.run_id, "run": spec.root})
+
+
+def _row(item_id: str, method: str, spec: RunSpec, state_message: str | None) -> dict:
+    uri = storage.join(item_folder(spec.root, item_id, method), "row.json")
+    if storage.exists(uri):
+        return storage.read_json(uri)
+    return failed_row(item_id, method, RuntimeError(state_message or "the item's flow run ended without a result"))
+
+
+def _inline(dataset: str, item, method: str, spec: RunSpec) -> dict:
+    state = align4d_item(dataset, item.to_json(), method, spec.root, spec.settings, return_state=True)
+    return _row(item.id, method, spec, None if state.is_completed() else state.message)
+
+
+def _deployed(dataset: str, jobs: list, spec: RunSpec, deployment: str, poll_seconds: float) -> list[dict]:
+    """Queue every item's run on the GPU deployment at once, then wait for all of them."""
+    runs = []
+    for item, method in jobs:
+        params = {"dataset": dataset, "item": item.to_json(), "method": method, "run_root": spec.root,
+                  "settings": spec.settings}  # fmt: skip
+        flow_run = run_deployment(deployment, parameters=params, timeout=0, as_subflow=True,
+                                  flow_run_name=f"{item.id}-{method}")  # fmt: skip
+        runs.append((item.id, method, flow_run.id))
+    states = {}
+    with get_client(sync_client=True) as client:
+        while len(states) < len(runs):
+            for item_id, method, run_id in runs:
+                if run_id not in states:
+                    state = client.read_flow_run(run_id).state
+                    if state is not None and state.is_final():
+                        states[run_id] = state
+            if len(states) < len(runs):
+                time.sleep(poll_seconds)
+    return [_row(i, m, spec, None if states[r].is_completed() else states[r].message) for i, m, r in runs]
