@@ -7,6 +7,8 @@ Commands:
 * ``align4d validate DIR``: read every item of the dataset at DIR and report its problems.
 * ``align4d search --video V --object O [--masks M] [--plot PNG]``: VAOD, MAOD and curves as JSON.
 * ``align4d generate --video V --object O --out URI [--preset P] [--config FILE]``: a 4D object.
+* ``align4d run [--dataset URI] [--out URI] [--config FILE] [--limit N] [--methods a,b]``: the
+  dataset-wide benchmark (flow ``align4d``) in this process, with Prefect's ephemeral API.
 
 Exit codes: 0 success; 1 ``validate`` found invalid items (each problem printed as
 ``item 'x' field 'y' (uri): reason``); 2 bad input (a missing folder, an unusable location, a bad
@@ -156,23 +158,29 @@ def validate(
     raise typer.Exit(code=1)
 
 
+def _settings(config_file: str | None) -> dict:
+    """A config file's contents (JSON or YAML): overrides of align4d_core/config.py's defaults."""
+    from . import storage
+
+    if config_file is None:
+        return {}
+    import yaml
+
+    try:
+        values = yaml.safe_load(storage.read_text(config_file)) or {}
+    except yaml.YAMLError as exc:
+        raise InputError(f"not valid YAML/JSON: {exc}", uri=config_file) from None
+    if not isinstance(values, dict):
+        raise InputError("a config file must hold a mapping of settings", uri=config_file)
+    return values
+
+
 def _run_config(config_file: str | None, preset: str | None, device: str | None):
     """Defaults, device profile, preset, then the config file (JSON or YAML), which wins."""
-    from . import storage
     from .config import build_run_config
     from .stages import device_of
 
-    values = None
-    if config_file is not None:
-        text = storage.read_text(config_file)
-        try:
-            import yaml
-
-            values = yaml.safe_load(text) or {}
-        except yaml.YAMLError as exc:
-            raise InputError(f"not valid YAML/JSON: {exc}", uri=config_file) from None
-        if not isinstance(values, dict):
-            raise InputError("a config file must hold a mapping of settings", uri=config_file)
+    values = _settings(config_file)
     try:
         return build_run_config(device_of(device).type, values, preset)
     except (ValueError, TypeError) as exc:
@@ -245,6 +253,72 @@ def generate(
     metrics = extra.get("metrics") or {}
     if "psnr" in metrics:
         out.print(f"eval views: PSNR {metrics['psnr']:.2f} dB, SSIM {metrics['ssim']:.4f}")
+
+
+
+@app.command()
+@_clean_errors
+def run(
+    dataset: Annotated[str | None, typer.Option(help="Dataset folder/URI with manifest.jsonl (default: the "
+                                                     "bundled sample, written to OUT/sample).")] = None,  # fmt: skip
+    out_root: Annotated[str, typer.Option("--out", help="Where runs go: OUT/<run_id>/ (a path or URI).")] = "runs",
+    config_file: ConfigOption = None,
+    limit: Annotated[int | None, typer.Option(help="Only the first N items.")] = None,
+    methods: Annotated[str, typer.Option(help="Comma-separated presets: align4d, no-oda, no-mgja, no-ao.")] = "align4d",
+    items: Annotated[str, typer.Option(help="Comma-separated item ids (default: all).")] = "",
+) -> None:
+    """The main job: flow `align4d` over a dataset, here, with Prefect's ephemeral API (no server)."""
+    import os
+    import threading
+
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    from . import storage
+    from .config import PRESETS
+    from .runs import RunSpec, ensure_dataset, item_folder, select_items
+
+    chosen = tuple(m.strip() for m in methods.split(",") if m.strip())
+    unknown = [m for m in chosen if m not in PRESETS]
+    if unknown:
+        raise InputError(f"unknown method {', '.join(unknown)}; expected {', '.join(PRESETS)}", field="methods")
+    settings = _settings(config_file)
+    _run_config(config_file, None, None)  # refuse bad settings before any work
+    wanted = tuple(i.strip() for i in items.split(",") if i.strip())
+    dataset = ensure_dataset(dataset, out_root)
+    spec = RunSpec(dataset, out_root, settings, chosen, wanted, limit)
+    total = len(select_items(dataset, wanted, limit)[0]) * len(chosen)
+    out.print(f"run {spec.run_id}: {total} item runs of {escape(dataset)} into {escape(spec.root)}")
+
+    from flows.align4d import align4d
+
+    finished = threading.Event()
+    with _progress() as progress:
+        task = progress.add_task("starting Prefect", total=total)
+
+        def count() -> None:
+            done = sum(storage.exists(storage.join(item_folder(spec.root, i, m), "row.json"))
+                       for i in storage.listdir(storage.join(spec.root, "items")) for m in chosen)  # fmt: skip
+            progress.update(task, completed=done, description="item runs")
+
+        def watch() -> None:
+            while not finished.wait(2.0):
+                count()
+
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        try:
+            state = align4d(dataset=dataset, out=out_root, settings=settings, methods=list(chosen), items=list(wanted) or None,
+                            limit=limit, return_state=True)  # fmt: skip
+        finally:
+            finished.set()
+            watcher.join()
+            count()
+    summary = storage.join(spec.root, "tables", "summary.md")
+    if storage.exists(summary):
+        out.print(storage.read_text(summary), markup=False, highlight=False)
+    out.print(f"tables: {escape(storage.join(spec.root, 'tables'))}")
+    if not state.is_completed():
+        out.print(f"[red]{escape(state.message or 'the run failed')}[/]")
+        raise typer.Exit(code=1)
 
 
 def main() -> None:

@@ -21,7 +21,7 @@ from .config import SampleConfig
 from .done import code_version
 from .errors import InputError
 from .hashing import hash_json
-from .manifest import MANIFEST_NAME, ManifestItem, item_uri, read_manifest
+from .manifest import MANIFEST_NAME, ManifestItem, item_uri, parse_manifest
 from .stages import PairURIs
 
 
@@ -63,16 +63,31 @@ def ensure_dataset(dataset: str | None, out: str) -> str:
     return root
 
 
-def select_items(dataset: str, items: tuple[str, ...] = (), limit: int | None = None) -> list[ManifestItem]:
-    """The manifest's items, filtered by id (an unknown id is an error) and cut to ``limit``."""
-    available = read_manifest(dataset)
+def select_items(
+    dataset: str, items: tuple[str, ...] = (), limit: int | None = None
+) -> tuple[list[ManifestItem], list[InputError]]:
+    """The manifest's usable items, filtered by id and cut to ``limit``, and its unusable lines.
+
+    A bad manifest line (not JSON, a bad path, a duplicate id) is reported, not fatal: the run
+    records it as a failed row and runs every other item. An unknown id in ``items`` is an error.
+    """
+    usable, errors = parse_manifest(dataset)
     if items:
-        known = {i.id for i in available}
+        known = {i.id for i in usable} | {e.item for e in errors if e.item}
         unknown = [i for i in items if i not in known]
         if unknown:
             raise InputError(f"no item {', '.join(map(repr, unknown))} in the dataset", uri=dataset, field="items")
-        available = [i for i in available if i.id in items]
-    return available[:limit] if limit is not None else available
+        usable = [i for i in usable if i.id in items]
+        errors = [e for e in errors if e.item in items]
+    return (usable[:limit] if limit is not None else usable), errors
+
+
+def error_item_id(error: InputError, index: int) -> str:
+    """A row name for a manifest line that has no usable id (``line-<n>``)."""
+    if error.item:
+        return error.item
+    reason = error.reason
+    return reason.split(":", 1)[0].replace(" ", "-") if reason.startswith("line ") else f"manifest-error-{index}"
 
 
 def pair_uris(dataset: str, item: ManifestItem) -> PairURIs:

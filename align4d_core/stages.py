@@ -51,7 +51,13 @@ class PairURIs:
     def hashes(self) -> dict[str, str]:
         """Content hashes of the inputs (cache keys; a changed file invalidates every stage)."""
         fields = {k: v for k, v in asdict(self).items() if v is not None}
-        return {name: hash_uri(uri) for name, uri in fields.items()}
+        hashes = {}
+        for name, uri in fields.items():
+            try:
+                hashes[name] = hash_uri(uri)
+            except InputError as exc:
+                raise exc.within(field=name) from None
+        return hashes
 
 
 def device_of(name: str | None = None) -> torch.device:

@@ -17,7 +17,7 @@ from prefect.deployments import run_deployment
 from prefect.states import Completed, Failed
 
 from align4d_core import storage
-from align4d_core.runs import RunSpec, ensure_dataset, item_folder, select_items, write_run_json
+from align4d_core.runs import RunSpec, ensure_dataset, error_item_id, item_folder, select_items, write_run_json
 from flows.item import align4d_item, failed_row
 from tasks import aggregate
 
@@ -45,17 +45,20 @@ def align4d(
     logger = get_run_logger()
     dataset = ensure_dataset(dataset, out)
     spec = RunSpec(dataset, out, settings or {}, tuple(methods or ["align4d"]), tuple(items or ()), limit)
-    selected = select_items(dataset, spec.items, limit)
+    if dispatch not in ("inline", "deployment"):
+        raise ValueError(f"dispatch must be 'inline' or 'deployment', got {dispatch!r}")
+    selected, bad_lines = select_items(dataset, spec.items, limit)
     write_run_json(spec, [i.id for i in selected])
     jobs = [(item, method) for item in selected for method in spec.methods]
     logger.info("run %s: %d items x %d methods into %s", spec.run_id, len(selected), len(spec.methods), spec.root)
+    for error in bad_lines:
+        logger.error("manifest: %s", error)
 
+    rows = [failed_row(error_item_id(e, k), method, e) for k, e in enumerate(bad_lines) for method in spec.methods]
     if dispatch == "inline":
-        rows = [_inline(dataset, item, method, spec) for item, method in jobs]
-    elif dispatch == "deployment":
-        rows = _deployed(dataset, jobs, spec, item_deployment, poll_seconds)
+        rows += [_inline(dataset, item, method, spec) for item, method in jobs]
     else:
-        raise ValueError(f"dispatch must be 'inline' or 'deployment', got {dispatch!r}")
+        rows += _deployed(dataset, jobs, spec, item_deployment, poll_seconds)
 
     summary = aggregate(spec.root, rows)
     message = f"{summary['rows'] - summary['failed']} of {summary['rows']} item runs completed; tables in {summary['results']}"

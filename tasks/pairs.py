@@ -10,6 +10,7 @@ from dataclasses import asdict
 
 from prefect import task
 
+from align4d_core.errors import InputError
 from align4d_core.manifest import ManifestItem
 from align4d_core.runs import pair_uris
 
@@ -18,5 +19,10 @@ from .common import RETRY_DELAYS, retry_transient
 
 @task(name="pairs", retries=len(RETRY_DELAYS), retry_delay_seconds=RETRY_DELAYS, retry_condition_fn=retry_transient)
 def pairs(dataset: str, item: dict) -> dict:
-    uris = pair_uris(dataset, ManifestItem.from_json(item))
-    return {"uris": asdict(uris), "hashes": uris.hashes()}
+    entry = ManifestItem.from_json(item)
+    uris = pair_uris(dataset, entry)
+    try:
+        hashes = uris.hashes()
+    except InputError as exc:
+        raise exc.within(item=entry.id) from None
+    return {"uris": asdict(uris), "hashes": hashes}
