@@ -92,6 +92,21 @@ def any_root(request: pytest.FixtureRequest, tmp_path) -> str:
     return request.getfixturevalue("s3_bucket")  # starts the S3 server only when needed
 
 
+# --- Prefect -----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def harness() -> Iterator[str]:
+    """Prefect's test harness (a temporary server and database) for the session; yields its API URL."""
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")  # tasks run alone in tests
+    from prefect.settings import PREFECT_API_URL
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield PREFECT_API_URL.value()
+
+
 # --- the bundled sample, written once per session ------------------------------------------------
 
 

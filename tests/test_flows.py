@@ -29,16 +29,6 @@ ITEMS = ("twist_column", "arm_swing")
 
 
 @pytest.fixture(scope="session")
-def harness():
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    from prefect.settings import PREFECT_API_URL
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=120):
-        yield PREFECT_API_URL.value()
-
-
-@pytest.fixture(scope="session")
 def dataset(tmp_path_factory) -> str:
     root = str(tmp_path_factory.mktemp("flow-sample") / "sample")
     write_sample(root, SampleConfig(frames=4, size=48, gaussians=600, items=ITEMS))
@@ -112,9 +102,13 @@ def test_two_runs_with_different_settings_share_an_out_without_touching_each_oth
     out = str(tmp_path / "runs")
     other = {"optimize": {**FAST["optimize"], "steps": 2}}
     assert run_flow(dataset, out, items=["twist_column"]).is_completed()
+    (first,) = [p for p in Path(out).iterdir() if (p / "run.json").exists()]
+    before = {p: p.read_bytes() for p in first.rglob("*") if p.is_file() and ".prefect-results" not in p.parts}
     assert run_flow(dataset, out, settings=other, items=["twist_column"]).is_completed()
     runs = [p for p in Path(out).iterdir() if (p / "run.json").exists()]
     assert len(runs) == 2 and all((p / "tables" / "results.csv").exists() for p in runs)
+    after = {p: p.read_bytes() for p in first.rglob("*") if p.is_file() and ".prefect-results" not in p.parts}
+    assert after == before  # the second run wrote only into its own folder
 
 
 def test_unknown_item_ids_are_refused(harness, dataset, tmp_path):

@@ -32,6 +32,16 @@ def test_ssim_is_one_for_equal_images_and_falls_with_noise():
     assert bool((ssim(noisy, a) > ssim(noisier, a)).all()) and bool((ssim(noisy, a) < 1).all())
 
 
+def test_ssim_in_float32_agrees_with_float64():
+    from torchmetrics.functional.image import structural_similarity_index_measure
+
+    a = images(4, n=4, size=64)
+    b = (a + 0.1 * torch.randn(a.shape, generator=torch.Generator().manual_seed(5))).clamp(0, 1)
+    reference = structural_similarity_index_measure(b.permute(0, 3, 1, 2).double(), a.permute(0, 3, 1, 2).double(),
+                                                    data_range=1.0, reduction="none")  # fmt: skip
+    assert torch.allclose(ssim(b, a), reference, atol=1e-5)
+
+
 def test_protocol_averages_frames_then_views(tmp_path):
     pred, gt = str(tmp_path / "pred"), str(tmp_path / "gt")
     truths = [images(10 + k, n=2) for k in range(2)]

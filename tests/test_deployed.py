@@ -1,0 +1,141 @@
+"""The deployed path, with every real component: `prefect server start`, process work pools, the
+deployments of prefect.yaml, `prefect worker start`, `prefect deployment run align4d/x4d`, and a
+dataset and run folder on S3 (a moto server on 127.0.0.1).
+
+Everything the test starts it stops, also when it fails (each process in its own group).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from align4d_core import storage
+from align4d_core.config import SampleConfig
+from align4d_core.runs import RunSpec
+from align4d_core.sample import write_sample
+
+ROOT = Path(__file__).resolve().parents[1]
+PREFECT = [sys.executable, "-m", "prefect"]
+FAST = {"optimize": {"steps": 3, "frames_per_step": 2, "resolution_schedule": [[1.0, 32]]}}
+ITEMS = ["twist_column", "arm_swing"]
+
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Processes:
+    """Background processes with their logs, stopped together (SIGTERM, then SIGKILL)."""
+
+    def __init__(self, folder: Path, env: dict[str, str]):
+        self.folder, self.env, self.started = folder, env, []
+
+    def start(self, name: str, *args: str) -> subprocess.Popen:
+        log = open(self.folder / f"{name}.log", "wb")  # noqa: SIM115 - closed in stop()
+        proc = subprocess.Popen([*PREFECT, *args], cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)  # fmt: skip
+        self.started.append((name, proc, log))
+        return proc
+
+    def run(self, *args: str, timeout: float = 120) -> str:
+        done = subprocess.run([*PREFECT, *args], cwd=ROOT, env=self.env, capture_output=True, text=True,
+                              timeout=timeout, check=False)  # fmt: skip
+        assert done.returncode == 0, f"prefect {' '.join(args)}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+        return done.stdout
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {name}\n{(self.folder / f'{name}.log').read_text(errors='replace')[-2500:]}"
+                         for name, _, _ in self.started)  # fmt: skip
+
+    def stop(self) -> None:
+        for _, proc, _ in reversed(self.started):
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        deadline = time.time() + 20
+        for _, proc, log in reversed(self.started):
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.time()))
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+            log.close()
+
+
+def wait_for_health(url: str, server: subprocess.Popen, procs: Processes, timeout: float = 180) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        assert server.poll() is None, procs.logs()
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise AssertionError(f"the Prefect server did not answer within {timeout} s\n{procs.logs()}")
+
+
+@pytest.fixture
+def deployed(tmp_path, s3_bucket):
+    """A Prefect server with the pools, the `gpu` limit and both deployments; two workers polling."""
+    port = free_port()
+    api = f"http://127.0.0.1:{port}/api"
+    env = {**os.environ, "PREFECT_API_URL": api, "PREFECT_HOME": str(tmp_path / "prefect-home"),
+           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_WORKER_QUERY_SECONDS": "1",
+           "PREFECT_UI_ENABLED": "false", "PREFECT_CLI_PROMPT": "false", "OMP_NUM_THREADS": "1"}  # fmt: skip
+    env.pop("PREFECT_PROFILES_PATH", None)
+    procs = Processes(tmp_path, env)
+    try:
+        server = procs.start("server", "server", "start", "--host", "127.0.0.1", "--port", str(port))
+        wait_for_health(api, server, procs)
+        procs.run("work-pool", "create", "align4d", "--type", "process")
+        procs.run("work-pool", "create", "gpu", "--type", "process")
+        procs.run("gcl", "create", "gpu", "--limit", "1")
+        procs.run("variable", "set", "align4d_out", s3_bucket)
+        procs.run("--no-prompt", "deploy", "--all", timeout=300)
+        procs.start("worker-align4d", "worker", "start", "--pool", "align4d", "--type", "process")
+        procs.start("worker-gpu", "worker", "start", "--pool", "gpu", "--type", "process")
+        yield procs, api, s3_bucket
+    finally:
+        procs.stop()
+
+
+def test_deployment_run_x4d_fans_out_to_the_gpu_pool_and_writes_the_tables_to_s3(deployed, tmp_path):
+    procs, api, out = deployed
+    dataset = storage.join(out, "dataset")
+    write_sample(dataset, SampleConfig(frames=4, size=48, gaussians=600, items=tuple(ITEMS)))
+    params = {"dataset": dataset, "settings": FAST, "methods": ["align4d"], "poll_seconds": 1.0}
+    printed = procs.run("deployment", "run", "align4d/x4d", "--params", json.dumps(params), "--watch",
+                        "--watch-interval", "2", "--watch-timeout", "900", timeout=960)  # fmt: skip
+    assert "Completed" in printed, printed + procs.logs()
+
+    spec = RunSpec(dataset, out, FAST, ("align4d",))  # `out` came from the Prefect variable
+    with storage.local_copy(storage.join(spec.root, "tables", "results.csv")) as local:
+        table = pd.read_csv(local)
+    assert sorted(table["item"]) == sorted(ITEMS)
+    assert (table["status"] == "completed").all(), table.to_dict(orient="records")
+    assert table["psnr"].gt(10).all() and table["ssim"].between(0, 1).all()
+    assert storage.exists(storage.join(spec.root, "tables", "summary.md"))
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings({PREFECT_API_URL: api}), get_client(sync_client=True) as client:
+        item_runs = client.read_flow_runs(deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=["x4d-item"])))
+    assert sorted(r.name for r in item_runs) == sorted(f"{i}-align4d" for i in ITEMS)  # each one a GPU-pool job
+    assert all(r.state.is_completed() for r in item_runs)
