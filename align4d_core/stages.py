@@ -128,10 +128,27 @@ def _marker(out: str, stage: str) -> str:
     return storage.join(out, "stages", stage)
 
 
+STAGE_ONLY_SECTIONS: dict[str, frozenset[str]] = {
+    "metrics": frozenset({"evaluate"}),
+    "pairs": frozenset(),
+}
+"""Config sections only some stages depend on: changing how metrics are computed must not redo the
+optimisation, and how a pair was generated reaches the stages through the pair's content hashes."""
+
+
+def stage_config_hash(config: RunConfig, stage: str) -> str:
+    """The hash of the part of ``config`` that ``stage``'s result depends on."""
+    values = to_dict(config)
+    for section, stages in STAGE_ONLY_SECTIONS.items():
+        if stage not in stages:
+            values.pop(section, None)
+    return hash_json(values)
+
+
 def run_stage(name: str, out: str, config: RunConfig, inputs: dict[str, str], body: Callable[[], dict]) -> dict:
     """``body()`` unless the stage's marker matches ``config`` and ``inputs``; returns its result."""
     marker = _marker(out, name)
-    config_hash = hash_json(to_dict(config))
+    config_hash = stage_config_hash(config, name)
     if is_done(marker, config_hash=config_hash, input_hashes=inputs):
         return read_done(marker)["extra"]
     started = time.perf_counter()

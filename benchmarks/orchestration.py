@@ -67,10 +67,10 @@ def write_dataset(root: str, n: int) -> list[str]:
     return [line["id"] for line in lines]
 
 
-def time_core(dataset: str, out: str) -> list[float]:
+def time_core(dataset: str, out: str, limit: int | None = None) -> list[float]:
     config = build_run_config("cpu", DRY_RUN, "align4d")
     seconds = []
-    for item in read_manifest(dataset):
+    for item in read_manifest(dataset)[:limit]:
         started = time.perf_counter()
         generate(pair_uris(dataset, item), storage.join(out, item.id), config, device="cpu")
         seconds.append(time.perf_counter() - started)
@@ -149,7 +149,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix="align4d-orch-") as tmp:
             dataset = storage.join(tmp, "dataset")
             write_dataset(dataset, args.items)
-            time_core(dataset, storage.join(tmp, "warm-up"))  # imports, allocator, file cache
+            time_core(dataset, storage.join(tmp, "warm-up"), limit=5)  # imports, allocator, file cache
             core = time_core(dataset, storage.join(tmp, "core"))
             flow_total, memory, gaps = time_flow(dataset, storage.join(tmp, "flow"), args.items)
     finally:
