@@ -6,9 +6,15 @@ Commands:
   write the bundled synthetic X4D sample to DIR (any URI: a path, ``file://``, ``s3://``, ...).
 * ``align4d validate DIR``: read every item of the dataset at DIR and report its problems.
 * ``align4d search --video V --object O [--masks M] [--plot PNG]``: VAOD, MAOD and curves as JSON.
-* ``align4d generate --video V --object O --out URI [--preset P] [--config FILE]``: a 4D object.
+* ``align4d generate --text T | --image I | --video V | --object O --out URI [--preset P] [--config FILE]``:
+  a 4D object; the modalities an input lacks are generated first (pair generation).
+* ``align4d import consistent4d SRC DEST``: a Consistent4D folder as an X4D dataset of video items.
+* ``align4d evaluate --pred DIR --gt DIR [--config FILE] [--json OUT]``: the metrics of DESIGN.md §7
+  for views in the Consistent4D layout (``OBJ/eval_<k>/<frame>.png``, or a folder of OBJ folders).
 * ``align4d run [--dataset URI] [--out URI] [--config FILE] [--limit N] [--methods a,b]``: the
   dataset-wide benchmark (flow ``align4d``) in this process, with Prefect's ephemeral API.
+* ``align4d tables RUN_URI``: rebuild a run's tables (CSV, Markdown, LaTeX), figures and
+  ``report.html`` from its row files.
 
 Exit codes: 0 success; 1 ``validate`` found invalid items (each problem printed as
 ``item 'x' field 'y' (uri): reason``); 2 bad input (a missing folder, an unusable location, a bad
@@ -219,9 +225,13 @@ def search(
 @app.command()
 @_clean_errors
 def generate(
-    video: Annotated[str, typer.Option(help="The video: an mp4 or a folder of PNG frames.")],
-    object: Annotated[str, typer.Option("--object", help="The 3D input: a 3DGS .ply or a mesh.")],
     out_uri: Annotated[str, typer.Option("--out", help="Output folder (path or URI) for the 4D object.")],
+    text: Annotated[str | None, typer.Option("--text", help="A prompt: SDXL makes the image, then the pair "
+                                                            "(the prompt of the other inputs otherwise).")] = None,
+    image: Annotated[str | None, typer.Option(help="An image (PNG; alpha used as the mask): SVD makes the video, "
+                                                   "Shap-E the 3D object.")] = None,
+    video: Annotated[str | None, typer.Option(help="The video: an mp4 or a folder of PNG frames.")] = None,
+    object: Annotated[str | None, typer.Option("--object", help="The 3D input: a 3DGS .ply or a mesh.")] = None,
     masks: Annotated[str | None, typer.Option(help="Masks (PNG folder or mp4); default: the video's alpha.")] = None,
     eval_gt: Annotated[str | None, typer.Option("--eval", help="Ground-truth views (eval_<k>/<t>.png) to score.")] = None,
     eval_size: Annotated[int | None, typer.Option(help="Size of the evaluation views (default: the "
@@ -230,10 +240,24 @@ def generate(
     preset: PresetOption = None,
     device: DeviceOption = None,
 ) -> None:
-    """Search, optimise and export a 4D object from a video-3D pair (resumes an unfinished --out)."""
-    from .generate import Inputs
-    from .generate import generate as run
+    """Make a 4D object from text, an image, a video, a 3D object or a video-3D pair.
 
+    Missing modalities are generated first, into OUT/pair/ (README, "Pair generation"); an
+    unfinished OUT resumes."""
+    from .generate import generate_from as run
+    from .pairs import PairInputs
+
+    if video is not None:
+        source = "video"
+    elif object is not None:
+        source = "3d"
+    elif image is not None:
+        source = "image"
+    elif text is not None:
+        source = "text"
+    else:
+        raise InputError("give an input: --text, --image, --video and/or --object")
+    inputs = PairInputs(source, prompt=text, image=image, video=video, object=object, masks=masks, eval=eval_gt)
     config = _run_config(config_file, preset, device)
     with _progress() as progress:
         task = progress.add_task("loading", total=None)
@@ -245,15 +269,93 @@ def generate(
             losses = " ".join(f"{k} {v:.3g}" for k, v in record.items() if k in ("loss", "ksva_rgb", "mot", "geo"))
             progress.update(task, description=f"optimize [{record['phase']}] {losses}", completed=step, total=steps)
 
-        done = run(Inputs(video, object, masks, eval_gt), out_uri, config, device=device, progress=on_step,
-                   stage=on_stage, eval_size=eval_size)  # fmt: skip
+        done = run(inputs, out_uri, config, device=device, progress=on_step, stage=on_stage, eval_size=eval_size)
     extra = done.get("extra", {})
     out.print(f"VAOD {extra.get('vaod', float('nan')):.3f}, MAOD {extra.get('maod', float('nan')):.3f} "
               f"({extra.get('guidance')} guidance); 4D object in {escape(out_uri)}")  # fmt: skip
+    if not inputs.complete:
+        out.print(f"generated pair (video, 3D object, masks) in {escape(out_uri.rstrip('/'))}/pair")
     metrics = extra.get("metrics") or {}
     if "psnr" in metrics:
         out.print(f"eval views: PSNR {metrics['psnr']:.2f} dB, SSIM {metrics['ssim']:.4f}")
 
+
+import_app = typer.Typer(name="import", help="Turn a dataset from the field into an X4D dataset.", no_args_is_help=True)
+app.add_typer(import_app, name="import")
+
+
+@import_app.command("consistent4d")
+@_clean_errors
+def import_consistent4d(
+    src: Annotated[str, typer.Argument(metavar="SRC", help="Consistent4D folder: <name>/<t>.png videos (RGBA) and "
+                                                          "eval_gt/<name>/eval_<k>/<t>.png.")],
+    dest: Annotated[str, typer.Argument(metavar="DEST", help="Where to write the X4D dataset (path or URI).")],
+    videos: Annotated[str | None, typer.Option(help="Subfolder of SRC holding the input videos (default: SRC).")] = None,
+) -> None:
+    """Copy a Consistent4D folder into an X4D dataset of video items with ground-truth views."""
+    from .consistent4d import import_consistent4d as run_import
+
+    with _progress() as progress:
+        task = None
+
+        def report(name: str, done: int, total: int) -> None:
+            nonlocal task
+            if task is None:
+                task = progress.add_task("import", total=total)
+            progress.update(task, completed=done, description=f"copied {name}")
+
+        items = run_import(src, dest, videos=videos, progress=report)
+    with_eval = sum(item.eval is not None for item in items)
+    out.print(f"wrote {len(items)} video items ({with_eval} with ground-truth views) to {escape(dest)}")
+
+
+@app.command()
+@_clean_errors
+def evaluate(
+    pred: Annotated[str, typer.Option(help="Predicted views: OBJ/eval_<k>/<frame>.png, or a folder of such OBJ folders.")],
+    gt: Annotated[str, typer.Option(help="Ground-truth views in the same layout (Consistent4D).")],
+    config_file: ConfigOption = None,
+    json_out: Annotated[str | None, typer.Option("--json", help="Also write every score as JSON here.")] = None,
+    device: DeviceOption = None,
+) -> None:
+    """Score predicted views against ground truth: PSNR, SSIM, LPIPS, CLIP, CLIP-F, FVD (Consistent4D)."""
+    from . import storage
+    from .config import build_run_config
+    from .metrics.protocol import evaluate_objects
+
+    values = {"profile": "paper", **_settings(config_file)}  # the protocol's 512 px on any machine
+    try:
+        metrics = build_run_config("cpu", values).metrics
+    except (ValueError, TypeError) as exc:
+        raise InputError(str(exc), uri=config_file or "--config") from None
+    if device is not None:
+        metrics = replace(metrics, device=device)
+    result = evaluate_objects(pred, gt, metrics)
+    for name, scores in result["objects"].items():
+        rows = [(view, values) for view, values in scores["views"].items()] + [("mean", scores)]
+        out.print(_scores_table(f"object {escape(name)}", "view", rows))
+    if len(result["objects"]) > 1:
+        rows = list(result["objects"].items()) + [(f"mean of {len(result['objects'])}", result["mean"])]
+        out.print(_scores_table("objects", "object", rows))
+    for metric, reason in result["missing"].items():
+        out.print(f"[yellow]{metric} missing:[/] {escape(reason)}")
+    if json_out is not None:
+        storage.write_json(json_out, result)
+        out.print(f"scores written to {escape(json_out)}")
+
+
+def _scores_table(title: str, first: str, rows: list[tuple[str, dict]]) -> Table:
+    """One row per view or object; a missing metric is an em dash, never a number."""
+    from .metrics.protocol import METRICS
+
+    digits = {"psnr": 2, "fvd": 2}
+    table = Table(title=title)
+    for column in (first, *METRICS):
+        table.add_column(column.upper().replace("_", "-") if column in METRICS else column, justify="right")
+    for label, values in rows:
+        cells = [("—" if values.get(m) is None else f"{values[m]:.{digits.get(m, 4)}f}") for m in METRICS]
+        table.add_row(escape(label), *cells)
+    return table
 
 
 @app.command()
@@ -315,10 +417,27 @@ def run(
     summary = storage.join(spec.root, "tables", "summary.md")
     if storage.exists(summary):
         out.print(storage.read_text(summary), markup=False, highlight=False)
-    out.print(f"tables: {escape(storage.join(spec.root, 'tables'))}")
+    out.print(f"tables: {escape(storage.join(spec.root, 'tables'))}; report: {escape(storage.join(spec.root, 'report.html'))}")
     if not state.is_completed():
         out.print(f"[red]{escape(state.message or 'the run failed')}[/]")
         raise typer.Exit(code=1)
+
+
+@app.command()
+@_clean_errors
+def tables(
+    run_uri: Annotated[str, typer.Argument(metavar="RUN_URI", help="A run folder: <out>/<run_id> (a path or URI).")],
+) -> None:
+    """Rebuild a run's tables, figures and report.html from its row files (items/*/*/row.json)."""
+    from . import storage
+    from .publish import publish_run
+
+    if not (storage.exists(storage.join(run_uri, "run.json")) or storage.isdir(storage.join(run_uri, "items"))):
+        raise InputError("not a run folder: it has neither run.json nor items/", uri=run_uri)
+    published = publish_run(run_uri)
+    out.print(published.summary_markdown, markup=False, highlight=False)
+    out.print(f"tables: {escape(storage.join(run_uri, 'tables'))} ({len(published.tables)} tables as CSV, Markdown, "
+              f"LaTeX); report: {escape(published.uris['report'])}")  # fmt: skip
 
 
 def main() -> None:

@@ -134,6 +134,33 @@ class ExportConfig:
 
 
 @dataclass(frozen=True)
+class MetricsConfig:
+    """How the eval views are scored (DESIGN.md §7; Consistent4D's ``evaluation/`` scripts).
+
+    Weights are never downloaded unless asked: a metric whose weights are not on this machine is
+    reported as missing with the reason and where to put them (docs/method.md, "Metrics").
+    Default locations are the caches the usual tools fill: torchvision's checkpoint cache
+    (``$TORCH_HOME/hub/checkpoints``, ``~/.cache/torch/hub/checkpoints`` by default) for VGG16 and
+    I3D, the Hugging Face cache for CLIP.
+    """
+
+    compute: tuple[str, ...] = ("psnr", "ssim", "lpips", "clip", "clip_f", "fvd")  # the paper's Table II
+    size: int | None = 512  # frames resized (bicubic) to size x size before scoring, as Consistent4D's
+    # scripts do (image.resize((512, 512))); None: score at the files' own size
+    lpips_vgg: str | None = None  # torchvision VGG16 state dict (features.* keys); None: the torch cache's
+    # vgg16-397923af.pth (torchvision's VGG16_Weights.IMAGENET1K_V1, what LPIPS v0.1 was trained on)
+    lpips_heads: str | None = None  # LPIPS v0.1 linear heads; None: the vgg.pth torchmetrics ships
+    clip_model: str = "openai/clip-vit-base-patch32"  # hub id or local folder: ViT-B/32 (Consistent4D)
+    clip_revision: str | None = None
+    download: bool = False  # fetch CLIP from the hub when it is not cached; off: a benchmark never
+    # stalls on a download, the metric is reported missing instead
+    fvd_i3d: str | None = None  # pytorch-i3d InceptionI3d(400) state dict (i3d_pretrained_400.pt, the
+    # file Consistent4D's compute_fvd.py loads); None: the torch cache's i3d_pretrained_400.pt
+    device: str | None = None  # None: cuda when available, else cpu
+    batch_size: int = 16  # frames per forward pass of VGG16 and CLIP
+
+
+@dataclass(frozen=True)
 class MethodConfig:
     """The ablation switches of Table III: config, not code copies (DESIGN.md §5)."""
 
@@ -141,6 +168,110 @@ class MethodConfig:
     mgja: bool = True  # False: no L_USVA (known-view loss only)
     ao: bool = True  # False: joint optimisation (JO)
     fixed_distance: float = 1.5  # the distance used when oda is False (DG4D)
+
+
+# --- pair generation: any input -> a video-3D pair (DESIGN.md §6, paper Section III-E) ------------
+
+
+@dataclass(frozen=True)
+class TextToImageConfig:
+    """Text -> image with Stable Diffusion XL (X4D's prompt-driven pipeline uses SDXL, ref. [57])."""
+
+    model: str = "stabilityai/stable-diffusion-xl-base-1.0"  # hub id, local folder or s3:// model cache
+    revision: str | None = None
+    variant: str | None = None  # e.g. "fp16": the repo's half-precision weight files
+    dtype: str = "auto"  # "auto": float16 on CUDA, float32 on CPU
+    steps: int = 50  # diffusers' StableDiffusionXLPipeline default
+    guidance_scale: float = 5.0  # diffusers' StableDiffusionXLPipeline default
+    size: int = 1024  # square; SDXL's native resolution
+    seed: int = 0
+    prompt_suffix: str = ", a single whole object centred on a plain white background"  # so that the
+    # white-background mask rule finds the object and the optimizer's white background matches
+    negative_prompt: str = "cluttered background, several objects, cropped, text, watermark"
+    cpu_offload: bool = False  # CUDA only: enable_model_cpu_offload (needs the accelerate package)
+
+
+@dataclass(frozen=True)
+class ImageToVideoConfig:
+    """Image -> video with Stable Video Diffusion (X4D uses SVD, ref. [19])."""
+
+    model: str = "stabilityai/stable-video-diffusion-img2vid"  # the 14-frame SVD
+    revision: str | None = None
+    variant: str | None = None
+    dtype: str = "auto"
+    frames: int = 14  # SVD img2vid's training length
+    fps: int = 7  # the frame rate SVD is conditioned on (diffusers' default)
+    steps: int = 25  # diffusers' StableVideoDiffusionPipeline default
+    width: int = 1024  # SVD's training resolution; the image is padded with white to this aspect
+    height: int = 576  # and the frames are cropped back to the image's own aspect
+    motion_bucket_id: int = 127  # diffusers' default
+    noise_aug_strength: float = 0.02  # diffusers' default
+    min_guidance_scale: float = 1.0  # diffusers' default
+    max_guidance_scale: float = 3.0  # diffusers' default
+    decode_chunk_size: int = 8  # frames per VAE decode (memory), as in diffusers' SVD docs
+    seed: int = 0
+    cpu_offload: bool = False  # CUDA only: enable_model_cpu_offload (needs the accelerate package)
+
+
+@dataclass(frozen=True)
+class ImageTo3DConfig:
+    """Image -> 3D object. ``shap-e``: diffusers' ShapEImg2ImgPipeline, mesh output (the paper's LGM
+    is not diffusers-loadable; other backends register in align4d_core/pairs/image_to_3d.py)."""
+
+    backend: str = "shap-e"
+    model: str = "openai/shap-e-img2img"
+    revision: str | None = None
+    variant: str | None = None
+    dtype: str = "auto"
+    steps: int = 64  # diffusers' Shap-E image-to-3D example
+    guidance_scale: float = 3.0  # diffusers' Shap-E image-to-3D example
+    grid_size: int = 128  # marching-cubes grid (ShapERenderer.decode_to_mesh's default)
+    radius: float = 0.5  # the mesh is centred and scaled to fit a sphere of this radius (the sample's 0.45-ish)
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class FrontViewConfig:
+    """3D -> image: the front view (azimuth 0, elevation 0; DESIGN.md §4) of a 3D input."""
+
+    size: int = 512  # square render
+    fill: float = 0.8  # the object's bounding sphere spans this fraction of the view's height
+    # (DreamGaussian's preprocessing leaves a 0.2 border); it sets the canonical distance
+    distance: float | None = None  # a fixed distance instead of the canonical one
+    mesh_samples: int = 16384  # Gaussians sampled on a mesh input for the render (mesh.DEFAULT_N)
+
+
+@dataclass(frozen=True)
+class MaskConfig:
+    """Foreground masks of generated images and videos that have no alpha (docs/method.md)."""
+
+    backend: str = "auto"  # "auto": rembg when the package and its weights are on this machine, else
+    # "threshold"; "rembg" (required); "threshold" (the white-background rule)
+    rembg_model: str = "u2net"  # rembg's session name; weights are never downloaded
+    white_threshold: float = 0.08  # a pixel is background when every channel is within this of white
+    # (about 20/255) and it is connected to the image border through such pixels
+
+
+@dataclass(frozen=True)
+class CaptionConfig:
+    """The prompt of an image/video/3D item that has none (X4D uses an image-to-prompt tool, ref. [58])."""
+
+    backend: str = "none"  # "none": the manifest's prompt (may be empty); "blip": a BLIP captioner
+    model: str = "Salesforce/blip-image-captioning-base"
+    revision: str | None = None
+    max_tokens: int = 30
+
+
+@dataclass(frozen=True)
+class PairsConfig:
+    """How the missing modalities of an item are generated; only the pairs stage's hash includes it."""
+
+    text_to_image: TextToImageConfig = TextToImageConfig()
+    image_to_video: ImageToVideoConfig = ImageToVideoConfig()
+    image_to_3d: ImageTo3DConfig = ImageTo3DConfig()
+    front_view: FrontViewConfig = FrontViewConfig()
+    masks: MaskConfig = MaskConfig()
+    caption: CaptionConfig = CaptionConfig()
 
 
 @dataclass(frozen=True)
@@ -154,6 +285,8 @@ class RunConfig:
     mgja: MGJAConfig = MGJAConfig()
     optimize: OptimizeConfig = OptimizeConfig()
     export: ExportConfig = ExportConfig()
+    metrics: MetricsConfig = MetricsConfig()  # only the evaluate stage's hash includes it (stages.py)
+    pairs: PairsConfig = PairsConfig()  # the pair generation; no optimisation stage's hash includes it
     mesh_samples: int = 16384  # Gaussians sampled on a mesh input (align4d_core.mesh.DEFAULT_N)
     fovy_deg: float = FOVY_DEG  # the field of view assumed for the input video (DESIGN.md §4)
 
@@ -178,12 +311,15 @@ CPU_PROFILE: dict = {
         "checkpoint_every": 50,
     },
     "mesh_samples": 4096,
+    "metrics": {"size": None},
 }
 """What changes on a CPU, where the paper's schedule (500 steps, every frame, renders up to 512 px)
 would take hours: 160 steps of 4 frames (so that `align4d run` does the five sample items in under
 10 minutes on 2 cores), unknown views at 128 px, the deformation's learning rates ×2.5 to make up
 for the fewer steps, and meshes sampled with 4096 Gaussians (16384 would be several per pixel at
-128 px). The method is the same; docs/method.md gives the measurements behind it."""
+128 px). Eval views are scored at their own size (the sample's 128 px) rather than upsampled to
+512 px: upsampling adds no detail, and LPIPS at 512 px costs about 1.5 s per frame pair on 2 cores
+(benchmarks/metrics.py). The method is the same; docs/method.md gives the measurements behind it."""
 
 
 def profile_for(device_type: str, profile: str = "auto") -> dict:

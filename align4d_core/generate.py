@@ -1,5 +1,9 @@
 """One video-3D pair to one 4D object: the stages of :mod:`.stages` in a row (``align4d generate``).
 
+:func:`generate_from` starts from any input (a prompt, an image, a video, a 3D object): the pair
+stage (:mod:`.pairs`) first writes the missing modalities into ``<out>/pair/``, then
+:func:`generate` runs on the pair.
+
 The output folder has the layout of DESIGN.md §9 and ends with ``done.json``. Run again on the same
 folder, it skips what is done: finished stages return their recorded results and an interrupted
 optimisation resumes from its last checkpoint.
@@ -9,7 +13,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
+from . import storage
 from .config import RunConfig, to_dict
 from .done import is_done, measure_peak_memory, read_done, write_done
 from .hashing import hash_json
@@ -25,8 +31,11 @@ from .stages import (
     stage_records,
 )
 
+if TYPE_CHECKING:
+    from .pairs import PairInputs
+
 StageCallback = Callable[[str], None]
-"""``stage(name)`` when a stage starts: "search", "optimize", "render", "evaluate"."""
+"""``stage(name)`` when a stage starts: "pairs", "search", "optimize", "render", "evaluate"."""
 
 Inputs = PairURIs  # the name the CLI and the README use
 
@@ -77,3 +86,26 @@ def generate(
     write_done(out, config_hash=config_hash, input_hashes=hashes, timings=timings,
                peak_memory_bytes=measure_peak_memory(), extra=extra)  # fmt: skip
     return read_done(out)
+
+
+def generate_from(
+    inputs: "PairInputs",
+    out: str,
+    config: RunConfig,
+    *,
+    device: str | None = None,
+    progress: ProgressCallback | None = None,
+    stage: StageCallback | None = None,
+    eval_size: int | None = None,
+) -> dict:
+    """Pairs, then search, optimise, render (and evaluate): ``align4d generate`` for any input.
+
+    Inputs that are already a video-3D pair are used as they are; otherwise the pair is generated
+    into ``<out>/pair/`` (resumable, see :mod:`.pairs.stage`) and the 4D object is made from it.
+    """
+    from .pairs import pairs_stage
+
+    if not inputs.complete and stage is not None:
+        stage("pairs")
+    pair = pairs_stage(inputs, storage.join(out, "pair"), config.pairs, device_of(device), fovy_deg=config.fovy_deg)
+    return generate(pair, out, config, device=device, progress=progress, stage=stage, eval_size=eval_size)

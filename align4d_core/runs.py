@@ -2,6 +2,7 @@
 
     <out>/<run_id>/run.json                          parameters, code version, start time
     <out>/<run_id>/items/<item_id>/<method>/         one object folder per (item, method) (§9)
+    <out>/<run_id>/items/<item_id>/pair/             the item's generated video-3D pair (pairs stage)
     <out>/<run_id>/tables/results.csv, summary.md    written by the aggregation
 
 The run id is a hash of everything that determines the results (dataset, settings, methods, item
@@ -17,11 +18,12 @@ import datetime
 from dataclasses import dataclass
 
 from . import storage
-from .config import SampleConfig
+from .cameras import FOVY_DEG
+from .config import PairsConfig, SampleConfig
 from .done import code_version
 from .errors import InputError
 from .hashing import hash_json
-from .manifest import MANIFEST_NAME, ManifestItem, item_uri, parse_manifest
+from .manifest import MANIFEST_NAME, ManifestItem, parse_manifest
 from .stages import PairURIs
 
 
@@ -90,19 +92,28 @@ def error_item_id(error: InputError, index: int) -> str:
     return reason.split(":", 1)[0].replace(" ", "-") if reason.startswith("line ") else f"manifest-error-{index}"
 
 
-def pair_uris(dataset: str, item: ManifestItem) -> PairURIs:
-    """The pair of an item whose manifest gives both a video and a 3D object.
+def pair_folder(run_root: str, item_id: str) -> str:
+    """Where an item's generated pair goes: ``items/<id>/pair/``, shared by every method of the item."""
+    return storage.join(run_root, "items", item_id, "pair")
 
-    Items that give only a prompt, an image, a video or an object need the pair-generation stage,
-    which is not part of align4d yet; they fail with that reason instead of being skipped quietly.
+
+def pair_uris(dataset: str, item: ManifestItem, out: str | None = None, config: PairsConfig | None = None,
+              device=None, fovy_deg: float = FOVY_DEG) -> PairURIs:  # fmt: skip
+    """The video-3D pair of an item: its own files when it gives a video and a 3D object, else the
+    pair generated into ``out`` by the pair stage (:mod:`align4d_core.pairs`), resumably.
+
+    Without ``out`` only complete items can be served (nothing may be written into the dataset).
     """
-    missing = [name for name in ("video", "object") if getattr(item, name) is None]
-    if missing:
-        raise InputError(f"no {' or '.join(missing)}: generating the video-3D pair from a {item.source!r} "
-                         "input needs the pair-generation stage, which is not implemented yet",
+    from .pairs import PairInputs, pairs_stage
+    from .stages import device_of
+
+    inputs = PairInputs.from_item(dataset, item)
+    if not inputs.complete and out is None:
+        missing = [name for name in ("video", "object") if getattr(item, name) is None]
+        raise InputError(f"no {' or '.join(missing)}: generating them needs an output folder for the pair",
                          item=item.id, field=missing[0])  # fmt: skip
-    optional = {name: item_uri(dataset, item, name) if getattr(item, name) else None for name in ("masks", "eval")}
-    return PairURIs(item_uri(dataset, item, "video"), item_uri(dataset, item, "object"), **optional)
+    dev = device_of(None if device is None else str(device))
+    return pairs_stage(inputs, out or "", config or PairsConfig(), dev, fovy_deg=fovy_deg, item=item.id)
 
 
 def write_run_json(spec: RunSpec, items: list[str]) -> None:

@@ -248,13 +248,13 @@ def _ground_truth_size(folder: str | None) -> int | None:
 
 
 def evaluate_stage(uris: PairURIs, out: str, config: RunConfig) -> dict:
-    """PSNR and SSIM of the eval views against the dataset's ground truth (metrics.json)."""
+    """The metrics of DESIGN.md §7 of the eval views against the dataset's ground truth (metrics.json)."""
 
     def body() -> dict:
         if uris.eval is None:
             metrics = {"missing": {"all": "the item has no ground-truth views (manifest field 'eval')"}}
         else:
-            metrics = evaluate_views(storage.join(out, ARTIFACTS["eval"]), uris.eval)
+            metrics = evaluate_views(storage.join(out, ARTIFACTS["eval"]), uris.eval, config.metrics)
         storage.write_json(storage.join(out, "metrics.json"), metrics)
         return {k: v for k, v in metrics.items() if k != "views"}
 

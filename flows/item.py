@@ -8,15 +8,15 @@ flow run's state is honest and the table still has the error.
 
 from __future__ import annotations
 
-import traceback
-
 from prefect import flow
 
 from align4d_core import storage
+from align4d_core.rows import completed_row, failed_row
 from align4d_core.runs import item_folder
-from align4d_core.stages import stage_records
 from tasks import evaluate, optimize, pairs, render, search
 from tasks.common import result_storage
+
+__all__ = ["align4d_item", "completed_row", "failed_row"]
 
 
 @flow(name="align4d-item")
@@ -25,7 +25,7 @@ def align4d_item(dataset: str, item: dict, method: str, run_root: str, settings:
     out = item_folder(run_root, item["id"], method)
     keep = result_storage(run_root)
     try:
-        pair = pairs(dataset, item)
+        pair = pairs(dataset, item, run_root, settings)
         found = search.with_options(result_storage=keep)(pair, out, settings, method)
         optimized = optimize.with_options(result_storage=keep)(pair, out, settings, method, found)
         rendered = render.with_options(result_storage=keep)(pair, out, settings, method, found, optimized)
@@ -36,26 +36,3 @@ def align4d_item(dataset: str, item: dict, method: str, run_root: str, settings:
     row = completed_row(item["id"], method, out, found, optimized, metrics)
     storage.write_json(storage.join(out, "row.json"), row)
     return row
-
-
-def completed_row(item_id: str, method: str, out: str, found: dict, optimized: dict, metrics: dict) -> dict:
-    records = stage_records(out)
-    peaks = [r.get("peak_memory_bytes") or 0 for r in records.values()]
-    search_json = storage.read_json(storage.join(out, "search.json"))
-    row = {
-        "item": item_id, "method": method, "status": "completed", "error": None,
-        "guidance": search_json.get("guidance"), "psnr": metrics.get("psnr"), "ssim": metrics.get("ssim"),
-        "vaod": found["vaod"], "maod": found["maod"], "gaussians": optimized["gaussians"],
-        "peak_memory_gib": max(peaks) / 2**30 if peaks else None,
-    }  # fmt: skip
-    for name, record in records.items():
-        row[f"seconds_{name}"] = record["timings"].get(name)
-    row["seconds_total"] = sum(v for k, v in row.items() if k.startswith("seconds_") and v is not None)
-    return row
-
-
-def failed_row(item_id: str, method: str, error: BaseException) -> dict:
-    message = str(error) or type(error).__name__
-    last = traceback.extract_tb(error.__traceback__)[-1:] if error.__traceback__ else []
-    where = f" ({last[0].filename.rsplit('/', 1)[-1]}:{last[0].lineno})" if last else ""
-    return {"item": item_id, "method": method, "status": "failed", "error": f"{type(error).__name__}: {message}{where}"}

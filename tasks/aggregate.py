@@ -1,24 +1,31 @@
-"""Task ``aggregate``: the run's tables (CSV, Markdown) and their Prefect artifacts."""
+"""Task ``aggregate``: the run's tables, figures and report page, and their Prefect artifacts.
+
+The work is :func:`align4d_core.publish.publish_run` (also behind ``align4d tables RUN_URI``); the
+task adds what only Prefect shows: the results as a table artifact, each table (with its notes on
+the guidance backend and the missing metrics) as a Markdown artifact, and a link to the report.
+"""
 
 from __future__ import annotations
 
 from prefect import task
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 
-from align4d_core import storage
-from align4d_core.metrics.protocol import MISSING
-from align4d_core.tables import results_frame, write_tables
+from align4d_core.publish import publish_run
 
 from .common import RETRY_DELAYS, retry_transient
 
 
 @task(name="aggregate", retries=len(RETRY_DELAYS), retry_delay_seconds=RETRY_DELAYS, retry_condition_fn=retry_transient)
 def aggregate(run_root: str, rows: list[dict]) -> dict:
-    uris = write_tables(run_root, rows, MISSING)
-    table = results_frame(rows).astype(object).where(lambda f: f.notna(), None)
+    published = publish_run(run_root, rows)
+    table = published.results.astype(object).where(lambda f: f.notna(), None)
     create_table_artifact(table.to_dict(orient="records"), key="align4d-results",
                           description=f"results of {run_root}")  # fmt: skip
-    create_markdown_artifact(storage.read_text(uris["summary"]), key="align4d-summary",
-                             description=f"summary of {run_root}")  # fmt: skip
-    failed = sum(r.get("status") != "completed" for r in rows)
-    return {**uris, "rows": len(rows), "failed": failed}
+    for item in published.tables:
+        create_markdown_artifact(item.to_markdown(), key=f"align4d-table-{item.name}",
+                                 description=f"{item.title}: {run_root}")  # fmt: skip
+    create_markdown_artifact(published.summary_markdown, key="align4d-summary", description=f"summary of {run_root}")
+    create_link_artifact(published.uris["report"], link_text="align4d report", key="align4d-report",
+                         description=f"the report page of {run_root}")  # fmt: skip
+    return {"results": published.uris["results.csv"], "summary": published.uris["summary.md"],
+            "report": published.uris["report"], "rows": len(published.results), "failed": published.failed}  # fmt: skip

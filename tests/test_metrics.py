@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from align4d_core import storage
+from align4d_core.config import MetricsConfig
 from align4d_core.errors import InputError
 from align4d_core.media import read_video, write_frames
 from align4d_core.metrics import evaluate_views, psnr, ssim
@@ -49,14 +50,20 @@ def test_protocol_averages_frames_then_views(tmp_path):
     for k in range(2):
         write_frames(storage.join(gt, f"eval_{k}"), truths[k])
         write_frames(storage.join(pred, f"eval_{k}"), guesses[k])
-    result = evaluate_views(pred, gt)
+    absent = str(tmp_path / "no-weights")
+    config = MetricsConfig(size=None, lpips_vgg=absent, clip_model=absent, fvd_i3d=absent)
+    result = evaluate_views(pred, gt, config)
     per_view = []  # from the PNGs as written (8-bit), frames first, then views
     for k in range(2):
         p = read_video(storage.join(pred, f"eval_{k}")).frames
         t = read_video(storage.join(gt, f"eval_{k}")).frames
         per_view.append(float(psnr(p, t).mean()))
     assert result["psnr"] == pytest.approx(sum(per_view) / 2, rel=1e-9)
-    assert set(result["views"]) == {"eval_0", "eval_1"} and "fvd" in result["missing"]
+    assert set(result["views"]) == {"eval_0", "eval_1"}
+    for name in ("lpips", "clip", "clip_f", "fvd"):  # no weights there: missing with the reason, never a number
+        assert result[name] is None and absent in result["missing"][name]
+        assert all(v[name] is None for v in result["views"].values())
+    assert set(result["missing"]) == {"lpips", "clip", "clip_f", "fvd"}
 
 
 def test_protocol_refuses_partial_predictions(tmp_path):
@@ -67,5 +74,9 @@ def test_protocol_refuses_partial_predictions(tmp_path):
     with pytest.raises(InputError, match="no eval_1"):
         evaluate_views(pred, gt)
     write_frames(storage.join(pred, "eval_1"), images(4, n=3))
-    with pytest.raises(InputError, match="eval_1: prediction"):
+    with pytest.raises(InputError, match="eval_1: prediction has 3 frames, ground truth 2"):
+        evaluate_views(pred, gt)
+    storage.remove(storage.join(pred, "eval_1"), recursive=True)
+    write_frames(storage.join(pred, "eval_1"), images(4, n=2, size=32))
+    with pytest.raises(InputError, match=r"eval_1: prediction \(2, 32, 32\) vs ground truth \(2, 24, 24\)"):
         evaluate_views(pred, gt)

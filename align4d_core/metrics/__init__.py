@@ -1,10 +1,14 @@
 """Metrics of the Consistent4D protocol (DESIGN.md §7).
 
-Image metrics live in :mod:`.images`; :mod:`.protocol` reads prediction and ground-truth folders in
-the Consistent4D layout (``eval_<k>/<frame>.png``) and averages over frames, then views.
+Per-image PSNR and SSIM live in :mod:`.images`; the networks in :mod:`.lpips` (with :mod:`.vgg`),
+:mod:`.clip` and :mod:`.fvd` (with :mod:`.i3d` and :mod:`.frechet`), their weights' locations in
+:mod:`.weights`. :mod:`.protocol` reads prediction and ground-truth folders in the Consistent4D
+layout (``eval_<k>/<frame>.png``) and averages over frames, then views.
 """
 
+from .frechet import frechet_distance
 from .images import psnr, ssim
-from .protocol import evaluate_views
+from .protocol import METRICS, MISSING, evaluate_views
+from .weights import MissingWeights
 
-__all__ = ["evaluate_views", "psnr", "ssim"]
+__all__ = ["METRICS", "MISSING", "MissingWeights", "evaluate_views", "frechet_distance", "psnr", "ssim"]
