@@ -107,6 +107,33 @@ def harness() -> Iterator[str]:
         yield PREFECT_API_URL.value()
 
 
+# --- models built from configs, loaded offline --------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread: tiny models gain nothing from two, and lose much on a shared CPU."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def offline_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
+    """The Hugging Face hub offline with an empty private cache (yielded): every load is local or fails fast."""
+    import huggingface_hub.constants
+
+    cache = tmp_path_factory.mktemp("hf-cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("HF_HUB_OFFLINE", "1")
+        patch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # read at import time
+        patch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
+        yield cache
+
+
 # --- the bundled sample, written once per session ------------------------------------------------
 
 

@@ -22,26 +22,7 @@ from align4d_core.guidance import AnchorGuidance, Guidance, ViewDelta, load_guid
 
 from tiny_zero123 import CLIP_MEAN, CLIP_SIZE, CLIP_STD, HUB_ID, PROJECTION_DIM, SIZE, save_tiny_zero123
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread: the tiny models gain nothing from two, and lose much on a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def offline_hub(tmp_path_factory):
-    """Hub offline with an empty private cache; yields the cache folder."""
-    import huggingface_hub.constants
-
-    cache = tmp_path_factory.mktemp("hf-cache")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("HF_HUB_OFFLINE", "1")
-        patch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # read at import time
-        patch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
-        yield cache
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

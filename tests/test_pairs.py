@@ -49,23 +49,9 @@ FOVY = RunConfig().fovy_deg
 
 
 @pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread: tiny models gain nothing from two, and lose much on a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def offline_hub(tmp_path_factory):
-    """Hub offline with an empty private cache: every load below is local or fails fast."""
-    import huggingface_hub.constants
-
+def model_cache(tmp_path_factory, one_thread, offline_hub):
+    """A private model cache for s3:// model folders, with the hub offline and one thread."""
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("HF_HUB_OFFLINE", "1")
-        patch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # read at import time
-        patch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path_factory.mktemp("hf-cache")))
         patch.setenv(CACHE_ENV, str(tmp_path_factory.mktemp("model-cache")))
         yield
 
