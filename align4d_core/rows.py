@@ -68,8 +68,13 @@ def metric_columns(metrics: dict) -> dict:
     return {**values, "missing": missing_text(missing)}
 
 
-def completed_row(item_id: str, method: str, out: str, found: dict, optimized: dict, metrics: dict) -> dict:
-    """The row of a finished (item, method): metrics, distances, backend, cost per stage."""
+def completed_row(item_id: str, method: str, out: str, found: dict, optimized: dict, metrics: dict,
+                  pair_seconds: float | None = None) -> dict:  # fmt: skip
+    """The row of a finished (item, method): metrics, distances, backend, cost per stage.
+
+    ``pair_seconds`` is the time the pair generation took (None when the item gave its pair); the
+    pair is shared by the item's methods, so it stays out of ``seconds_total``.
+    """
     from .stages import stage_records
 
     records = stage_records(out)
@@ -82,6 +87,7 @@ def completed_row(item_id: str, method: str, out: str, found: dict, optimized: d
         "gaussians": optimized.get("gaussians"), "final_loss": optimized.get("final_loss"),
     }  # fmt: skip
     row.update(cost_columns(records, found.get("seconds") or search_json.get("seconds") or {}))
+    row["seconds_pairs"] = float(pair_seconds) if pair_seconds is not None else None
     return row
 
 

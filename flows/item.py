@@ -33,6 +33,6 @@ def align4d_item(dataset: str, item: dict, method: str, run_root: str, settings:
     except BaseException as error:
         storage.write_json(storage.join(out, "row.json"), failed_row(item["id"], method, error))
         raise
-    row = completed_row(item["id"], method, out, found, optimized, metrics)
+    row = completed_row(item["id"], method, out, found, optimized, metrics, pair_seconds=pair.get("seconds"))
     storage.write_json(storage.join(out, "row.json"), row)
     return row

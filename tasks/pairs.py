@@ -4,7 +4,7 @@ Items that give a video and a 3D object pass through. For any other item the mis
 are generated (``align4d_core.pairs``: SDXL, SVD, Shap-E, first frame, front view) into
 ``<run>/items/<id>/pair/``, shared by all methods of the item and skipped on a re-run by the pair's
 ``done.json``; generation holds a ``gpu`` slot. The return value is what the later tasks read:
-``{"uris": PairURIs as a dict, "hashes": content hashes}``.
+``{"uris": PairURIs as a dict, "hashes": content hashes, "seconds": the generation's time or None}``.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from dataclasses import asdict
 from prefect import task
 
 from align4d_core.config import build_run_config
+from align4d_core.done import read_done
 from align4d_core.errors import InputError
 from align4d_core.manifest import ManifestItem
 from align4d_core.pairs import PairInputs
@@ -41,4 +42,6 @@ def pairs(dataset: str, item: dict, run_root: str | None = None, settings: dict 
         hashes = uris.hashes()
     except InputError as exc:
         raise exc.within(item=entry.id) from None
-    return {"uris": asdict(uris), "hashes": hashes}
+    record = read_done(out) if out is not None and not PairInputs.from_item(dataset, entry).complete else None
+    seconds = (record or {}).get("timings", {}).get("pairs")
+    return {"uris": asdict(uris), "hashes": hashes, "seconds": seconds}

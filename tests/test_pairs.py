@@ -489,6 +489,8 @@ def test_the_flow_generates_pairs_for_every_item_once(harness, dataset, models, 
         record = storage.read_json(storage.join(root, "items", item, "pair", "done.json"))
         assert record["extra"]["quadruplet"]["object"].endswith("object.glb")
     assert not storage.exists(storage.join(root, "items", "pair", "pair"))  # a complete item passes through
+    rows = {(r["item"], r["method"]): r for r in storage.read_json(storage.join(root, "tables", "rows.json"))}
+    assert rows[("toy", "align4d")]["seconds_pairs"] > 0 and rows[("pair", "align4d")]["seconds_pairs"] is None
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(weights_module, "load_pipeline", lambda *a, **k: pytest.fail("a re-run loaded a model"))
         assert align4d(**kwargs).is_completed()

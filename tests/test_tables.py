@@ -273,3 +273,15 @@ def test_align4d_tables_refuses_a_folder_that_is_not_a_run(tmp_path):
     done = subprocess.run([sys.executable, "-m", "align4d_core.cli", "tables", str(tmp_path)], capture_output=True,
                           text=True, timeout=300)  # fmt: skip
     assert done.returncode == 2 and "not a run folder" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_table_v_has_a_pairs_row_only_when_some_pair_was_generated(run):
+    from align4d_core.tables.cost import cost_frame
+
+    root, _ = run
+    rows = read_rows(root)
+    assert "pairs (generated, shared by the methods)" not in set(cost_frame(results_frame(rows))["stage"])
+    generated = [{**r, "seconds_pairs": 12.0 if r["item"] == "a_item" else None} for r in rows]
+    frame = cost_frame(results_frame(generated)).set_index(["method", "stage"])
+    row = frame.loc[("align4d", "pairs (generated, shared by the methods)")]
+    assert row["seconds"] == pytest.approx(12.0) and row["items"] == 1
