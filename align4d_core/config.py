@@ -303,7 +303,7 @@ PRESETS: dict[str, MethodConfig] = {
 
 CPU_PROFILE: dict = {
     "optimize": {
-        "steps": 160,
+        "steps": 150,
         "frames_per_step": 4,
         "resolution_schedule": [[1.0, 128]],
         "grid_lr": 0.016,
@@ -314,10 +314,10 @@ CPU_PROFILE: dict = {
     "metrics": {"size": None},
 }
 """What changes on a CPU, where the paper's schedule (500 steps, every frame, renders up to 512 px)
-would take hours: 160 steps of 4 frames (so that `align4d run` does the five sample items in under
-10 minutes on 2 cores), unknown views at 128 px, the deformation's learning rates ×2.5 to make up
-for the fewer steps, and meshes sampled with 4096 Gaussians (16384 would be several per pixel at
-128 px). Eval views are scored at their own size (the sample's 128 px) rather than upsampled to
+would take hours: 150 steps of 4 frames, five whole AO cycles (so that `align4d run` does the five
+sample items well under 10 minutes on 2 cores), unknown views at 128 px, the deformation's learning
+rates ×2.5 to make up for the fewer steps, and meshes sampled with 4096 Gaussians (16384 would be
+several per pixel at 128 px). Eval views are scored at their own size (the sample's 128 px) rather than upsampled to
 512 px: upsampling adds no detail, and LPIPS at 512 px costs about 1.5 s per frame pair on 2 cores
 (benchmarks/metrics.py). The method is the same; docs/method.md gives the measurements behind it."""
 
