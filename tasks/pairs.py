@@ -33,7 +33,8 @@ def pairs(dataset: str, item: dict, run_root: str | None = None, settings: dict 
     except (ValueError, TypeError) as exc:
         raise InputError(str(exc), item=entry.id, field="settings") from None
     out = pair_folder(run_root, entry.id) if run_root is not None else None
-    if PairInputs.from_item(dataset, entry).complete:
+    complete = PairInputs.from_item(dataset, entry).complete
+    if complete:
         uris = pair_uris(dataset, entry)
     else:
         with gpu_slot():
@@ -42,6 +43,6 @@ def pairs(dataset: str, item: dict, run_root: str | None = None, settings: dict 
         hashes = uris.hashes()
     except InputError as exc:
         raise exc.within(item=entry.id) from None
-    record = read_done(out) if out is not None and not PairInputs.from_item(dataset, entry).complete else None
+    record = read_done(out) if out is not None and not complete else None
     seconds = (record or {}).get("timings", {}).get("pairs")
     return {"uris": asdict(uris), "hashes": hashes, "seconds": seconds}

@@ -6,7 +6,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from dataclasses import replace
 
 import pytest
@@ -22,6 +21,7 @@ from align4d_core.guidance import AnchorGuidance
 from align4d_core.manifest import read_manifest
 from align4d_core.optimize import OptimizationDiverged, Pair, optimize, phase_of
 from align4d_core.render import render
+from killing import sigkill_when
 
 
 def small_config(steps=12, **optimize_overrides) -> RunConfig:
@@ -106,18 +106,8 @@ def test_a_killed_run_resumes_and_ends_like_an_uninterrupted_one(small_sample, t
 
     folder, marker = str(tmp_path / "killed"), tmp_path / "marker"
     script = RESUME_SCRIPT.format(tests=os.path.dirname(__file__), root=small_sample, marker=str(marker), folder=folder)
-    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        deadline = time.time() + 180
-        while not marker.exists():
-            assert proc.poll() is None, proc.communicate()[1].decode()[-2000:]
-            assert time.time() < deadline, "the child never reached step 9"
-            time.sleep(0.2)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    sigkill_when(proc, marker.exists, 180, "reached step 9")
     assert proc.returncode == -signal.SIGKILL
     assert checkpoint.load_latest(folder)[0] == 8
 
