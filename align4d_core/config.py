@@ -53,13 +53,18 @@ class GuidanceConfig:
 
     backend: str = "auto"  # "zero123" (needs weights), "anchor" (weight-free), "auto": zero123 if its
     # weights are on this machine (a local folder or the hub cache; never downloaded), else anchor
-    model: str = "ashawkey/zero123-xl-diffusers"  # hub id or local folder (diffusers layout)
+    model: str = "ashawkey/zero123-xl-diffusers"  # hub id or local folder in a public Zero123 layout
+    # (guidance/zero123_layout.py: ashawkey/bennyguo's clip_camera_projection or kxic's cc_projection)
     revision: str | None = None
+    variant: str | None = None  # weight-file variant, e.g. "fp16" (bennyguo's port; threestudio loads it)
     local_files_only: bool = False  # never contact the hub (set by backend "auto")
-    camera_embedding: str = "zero123"  # "zero123": [Δpolar, sin Δaz, cos Δaz, Δradius]; "stable"
+    camera_embedding: str = "zero123"  # "zero123": [Δpolar, sin Δaz, cos Δaz, Δradius]; "stable" for
+    # Stable Zero123 (no radius; the condition's polar angle last). No file of a port says which it is.
     fixed_distance: bool = False  # ImageDream-like: the MAOD probe uses azimuths -90/0/90 (eq. 11)
     guidance_scale: float = 5.0  # classifier-free guidance (DreamGaussian4D's zero123 setting)
     t_range: tuple[float, float] = (0.02, 0.98)  # SDS timesteps, fraction of training steps (DG4D)
+    t_schedule: str = "uniform"  # "uniform": τ ~ U[t_range] (the paper: "randomly sampled"); "anneal":
+    # DG4D's τ = round((1 − step/steps)·1000) clipped to t_range (zero123_utils.train_step with step_ratio)
     input_size: int = 256  # zero123 sees 256 px images (32x32 latents)
     dtype: str = "auto"  # "auto": float16 on CUDA, float32 on CPU
 
@@ -77,8 +82,11 @@ class SearchConfig:
     masked: bool = False  # VAOD: MSE inside the union of the video mask and the render's alpha
     batch: int = 16  # candidate distances per render call: neighbours share a strip width (faster than 64)
     timesteps: tuple[int, ...] = (700, 800, 900)  # MAOD probe timesteps (Section III-B)
-    probe_azimuths: tuple[float, ...] = (-90.0, 0.0, 90.0, 180.0)  # eq. 5; eq. 11 uses -90/0/90
-    probe_size: int = 256  # render size of the probe views
+    probe_size: int = 256  # render size of the probe views (azimuths: the guidance's, eq. 5 / eq. 11)
+    probe_radius: str = "relative"  # Zero123's Δradius in the probe: "relative" = d' − VAOD (eq. 5 lists
+    # d' among ε_φ's arguments; threestudio passes distance − cond distance), "zero" = always 0
+    maod_rule: str = "prominent"  # which local minimum left of VAOD: "prominent" or "lowest" (oda.py)
+    maod_fit: bool = True  # ignore distances at which the object does not fit every probe view
     seed: int = 0  # the one fixed noise of the probe
 
 
@@ -91,11 +99,13 @@ class MGJAConfig:
 
     lambda_rgb: float = 10000.0  # KSVA colour term (DG4D: 10000 · MSE)
     lambda_mask: float = 1000.0  # KSVA mask term (DG4D: 1000 · MSE)
-    lambda_usva: float = 4.0  # λ of eq. 9 (DG4D's lambda_zero123)
+    lambda_usva: float = 1.0  # λ of eq. 9: DG4D's lambda_zero123 (configs/4d.yaml: 1), applied to the
+    # per-sample mean of the SDS loss (main_4d.py divides by batch_size · n_views), as here
     lambda_anchor: float = 2000.0  # λ for the anchor backend's image loss that stands in for L_geo
     views: int = 4  # N random views per frame (Section IV-A)
     elevation_range: tuple[float, float] = (-30.0, 30.0)  # random views (DG4D min_ver/max_ver)
-    ramp_known_view: bool = False  # DG4D multiplies the KSVA weights by step/steps
+    ramp_known_view: bool = False  # DG4D multiplies the KSVA weights by step/steps (main_4d.py); eq. 10
+    # has constant weights (docs/method.md, "Losses and weights")
     reference_size: int | None = None  # video frames resized to this longer side (None: as given)
 
 
@@ -112,12 +122,16 @@ class OptimizeConfig:
     rotation_lr: float = 0.005
     deformation_lr: float = 0.00064  # MLP heads (DG4D deformation_lr)
     grid_lr: float = 0.0064  # HexPlane (DG4D grid_lr)
+    densify: str = "adaptive"  # "adaptive": clone/split/prune with the values below (Section IV-A);
+    # "none": DG4D's effective behaviour (its density_start_iter 3000 > 500 steps: it never fires)
     percent_dense: float = 0.1  # Section IV-A
     densify_interval: int = 100  # Section IV-A
     densify_grad_threshold: float = 0.05  # Section IV-A
     densify_until: float = 0.75  # fraction of the steps after which the set of Gaussians is fixed
     min_opacity: float = 0.01  # pruning (DG4D densify_and_prune)
-    prune_scale: float = 0.1  # prune Gaussians larger than this fraction of the object radius (3DGS)
+    prune_scale: float | None = None  # prune Gaussians larger than this fraction of the object radius
+    # (3DGS's big-point pruning); None: none is pruned for size alone (DG4D calls densify_and_prune
+    # with max_screen_size=1, which never runs there; docs/method.md)
     ao_blocks: tuple[int, int] = (20, 10)  # AO: steps of deformation, then of Gaussians, repeated
     resolution_schedule: tuple[tuple[float, int], ...] = ((0.3, 128), (0.6, 256), (1.0, 512))  # DG4D
     checkpoint_every: int = 100

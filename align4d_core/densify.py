@@ -56,7 +56,9 @@ class DensifyStrategy:
             clone, split = hot & small, hot & ~small
             added = [_clone(g, clone), _split(g, split, generator)]
             opacity = g.opacities.detach().cpu()
-            prune = (opacity < self.config.min_opacity) | (max_scale > self.config.prune_scale * self.extent)
+            prune = opacity < self.config.min_opacity
+            if self.config.prune_scale is not None:
+                prune |= max_scale > self.config.prune_scale * self.extent
             keep = ~(prune | split)
         params.update(keep, Gaussians.cat(added))
         self.reset(len(params))

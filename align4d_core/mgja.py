@@ -77,6 +77,7 @@ def unknown_view_loss(
     n_frames: int,
     config: MGJAConfig,
     generator: torch.Generator,
+    step_ratio: float | None = None,
 ) -> tuple[Tensor, dict[str, float]]:
     """Eq. 9: mean over views of t/T·λ·L_mot + (T-t)/T·λ·L_geo.
 
@@ -89,11 +90,11 @@ def unknown_view_loss(
     parts: dict[str, float] = {}
     total = geometry_renders.new_zeros(())
     if motion_renders is not None:
-        motion = guidance.motion_loss(motion_renders, views.frame_index, views.delta(), generator)
+        motion = guidance.motion_loss(motion_renders, views.frame_index, views.delta(), generator, step_ratio)
         if motion is not None:
             total = total + config.lambda_usva * (w_mot.to(motion) * motion).mean()
             parts["mot"] = float(motion.detach().mean())
-    geometry = guidance.geometry_loss(geometry_renders, references, generator)
+    geometry = guidance.geometry_loss(geometry_renders, references, generator, step_ratio)
     weight = config.lambda_anchor if guidance.name == "anchor" else config.lambda_usva
     total = total + weight * (w_geo.to(geometry) * geometry).mean()
     parts["geo"] = float(geometry.detach().mean())

@@ -7,7 +7,10 @@
 * MAOD (eq. 5, 11) is where the multiview diffusion prior is most at home: the SDS probe of the
   renders at four orthogonal azimuths, with one fixed noise and τ ∈ {700, 800, 900}, as a function
   of distance. Its global minimum lies to the right, where the object vanishes into background
-  (Section V-A); MAOD is the local minimum strictly left of VAOD.
+  (Section V-A); MAOD is a local minimum strictly left of VAOD. Which one (:func:`select_maod`):
+  the most prominent among the distances at which the whole object fits in every probe view, since
+  nearer, the camera is inside or on top of the object and the saturated render can dip the curve
+  for no reason the prior knows (Fig. 11a).
 
 Both searches return their whole curve, for the plots of Fig. 5/6. The distances are the
 candidates d_min, d_min + step, ... ≤ d_max of Section IV-A.
@@ -15,6 +18,7 @@ candidates d_min, d_min + step, ... ≤ d_max of Section IV-A.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -28,9 +32,17 @@ from .guidance.base import Guidance, ViewDelta
 from .render import render
 
 FALLBACK_RULE = "no local minimum of the probe left of VAOD: MAOD = VAOD"
-"""What MAOD falls back to when the probe curve has no local minimum strictly left of VAOD. VAOD is
-the distance the object is known to be seen at; the paper's alternatives (a near-zero distance, the
-background-dominated global minimum) are the failure cases of Fig. 11 (a) and (d)."""
+"""What MAOD falls back to when the probe curve has no local minimum strictly left of VAOD (where
+the object fits the view). VAOD is the distance the object is known to be seen at; the alternatives
+(a near-zero distance, the background-dominated global minimum) are the failure cases of Fig. 11
+(a) and (d). Falling back is itself Fig. 11 (c)'s case (MAOD = VAOD, the prior's distance not
+found), so a run that falls back says so in its row of the results table (``maod_fallback``)."""
+MAOD_RULES = ("prominent", "lowest")
+PROBE_RADII = ("zero", "relative")
+FIT_FRACTION = 0.99
+"""Share of the 3D input's Gaussian centres that must lie inside a probe view's frustum (in front of
+the camera, within the field of view) for the object to count as fitting the view: a few stray
+Gaussians must not veto a distance."""
 
 
 @dataclass
@@ -45,6 +57,8 @@ class SearchResult:
     maod_sds: list[float] | None
     maod_rule: str  # how MAOD was chosen
     seconds: dict[str, float] = field(default_factory=dict)
+    maod_fallback: bool = False  # no local minimum found: MAOD = VAOD (Fig. 11c)
+    maod_fits: list[bool] | None = None  # per distance: the object fits every probe view
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -109,13 +123,20 @@ def probe_curve(
     config: SearchConfig = SearchConfig(),
     fovy_deg: float = FOVY_DEG,
     frame_index: int = 0,
+    vaod: float | None = None,
 ) -> Tensor:
     """Eq. 5 (eq. 11 for fixed-distance models): the SDS probe at each candidate distance.
 
     The renders at every distance and probe azimuth share one noise drawn once from
     ``config.seed``, so that the curve varies with the distance alone. The condition is video frame
-    ``frame_index`` (I₁), and each view's pose is its azimuth relative to the front view.
+    ``frame_index`` (I₁), seen at VAOD; each view's pose is its azimuth relative to the front view
+    and, with ``config.probe_radius = "relative"``, the radius change d′ − VAOD (eq. 5 lists d′ among
+    ε_φ's arguments; threestudio passes ``camera_distances − cond_camera_distance``), else 0.
     """
+    if config.probe_radius not in PROBE_RADII:
+        raise ValueError(f"unknown search.probe_radius {config.probe_radius!r}; choose one of {', '.join(PROBE_RADII)}")
+    if config.probe_radius == "relative" and vaod is None:
+        raise ValueError("search.probe_radius 'relative' needs the VAOD the condition frame is seen at")
     azimuths = guidance.probe_azimuths
     noise = guidance.probe_noise(torch.Generator().manual_seed(config.seed))
     size = config.probe_size
@@ -125,7 +146,10 @@ def probe_curve(
         for start in range(0, len(distances), config.batch):
             chunk = renders[start : start + config.batch]
             batch = len(chunk)
-            delta = ViewDelta(torch.zeros(batch), torch.full((batch,), float(azimuth)), torch.zeros(batch))
+            radius = torch.zeros(batch)
+            if config.probe_radius == "relative":
+                radius = (distances[start : start + batch] - float(vaod)).float()
+            delta = ViewDelta(torch.zeros(batch), torch.full((batch,), float(azimuth)), radius)
             index = torch.full((batch,), frame_index, dtype=torch.long)
             with torch.no_grad():
                 value = guidance.probe(chunk, index, delta, tuple(config.timesteps), noise)
@@ -133,23 +157,70 @@ def probe_curve(
     return values / len(azimuths)
 
 
-def select_maod(distances: Tensor, curve: Tensor, vaod: float) -> tuple[float, str]:
-    """The local minimum of the probe curve strictly left of VAOD (Section III-B, V-A).
+def fits_in_view(gaussians: Gaussians, distances: Tensor, azimuths: tuple[float, ...], fovy_deg: float,
+                 fraction: float = FIT_FRACTION) -> Tensor:  # fmt: skip
+    """(D,) bool: at each distance, the 3D input lies inside every probe view (elevation 0, square).
+
+    Inside means at least ``fraction`` of the Gaussian centres are in front of the camera and within
+    the field of view. Near the object the camera is among its Gaussians and the render saturates;
+    a minimum of the probe there is the renderer's, not the prior's (Fig. 11a).
+    """
+    means = gaussians.means.detach().to("cpu", torch.float64)
+    half = math.tan(math.radians(fovy_deg) / 2.0)
+    fits = torch.ones(len(distances), dtype=torch.bool)
+    for azimuth in azimuths or (0.0,):
+        cams = orbit_cameras(0.0, azimuth, distances, width=1, fovy_deg=fovy_deg, dtype=torch.float64)
+        view = cams.viewmats  # (D, 4, 4) OpenCV: z forward
+        points = torch.einsum("dij,nj->dni", view[:, :3, :3], means) + view[:, None, :3, 3]
+        depth = points[..., 2]
+        inside = (depth > 1e-6) & (points[..., 0].abs() <= half * depth) & (points[..., 1].abs() <= half * depth)
+        fits &= inside.double().mean(dim=1) >= fraction
+    return fits
+
+
+def _prominence(curve: list[float], i: int, low: int, high: int) -> float:
+    """Topographic prominence of the local minimum ``i`` within ``curve[low..high]``: how far one must
+    climb, on the easier side, before reaching lower ground (or the window's edge)."""
+    rises = []
+    for step, edge in ((-1, low), (1, high)):
+        peak, j = curve[i], i
+        while j != edge:
+            j += step
+            if curve[j] < curve[i]:
+                break
+            peak = max(peak, curve[j])
+        rises.append(peak - curve[i])
+    return min(rises)
+
+
+def select_maod(distances: Tensor, curve: Tensor, vaod: float, fits: Tensor | None = None,
+                rule: str = "prominent") -> tuple[float, str, bool]:  # fmt: skip
+    """MAOD from the probe curve (Section III-B, V-A): a local minimum strictly left of VAOD.
 
     A local minimum is a candidate lower than its left neighbour and no higher than its right one
-    (so a flat bottom counts once, at its left end). Among those left of VAOD the lowest is chosen;
-    with none, MAOD falls back to VAOD (:data:`FALLBACK_RULE`). The global minimum to the right of
-    VAOD, where renders turn to background, is never chosen.
+    (a flat bottom counts once, at its left end), both neighbours inside the window: the distances
+    left of VAOD (VAOD included, as the right edge) at which the object fits the view (``fits``;
+    None: all). ``rule`` ``"prominent"`` takes the minimum of largest prominence within the window
+    (the deepest valley, not a ripple on a slope; ties: the lower), ``"lowest"`` the lowest one. With
+    none, MAOD falls back to VAOD (:data:`FALLBACK_RULE`). The global minimum right of VAOD, where
+    renders turn to background, is never chosen. Returns (MAOD, the rule in words, fell back).
     """
-    left = [
-        i
-        for i in range(1, len(distances) - 1)
-        if float(distances[i]) < vaod - 1e-9 and curve[i] < curve[i - 1] and curve[i] <= curve[i + 1]
-    ]
-    if not left:
-        return vaod, FALLBACK_RULE
-    best = min(left, key=lambda i: float(curve[i]))
-    return float(distances[best]), "lowest local minimum of the probe strictly left of VAOD"
+    if rule not in MAOD_RULES:
+        raise ValueError(f"unknown search.maod_rule {rule!r}; choose one of {', '.join(MAOD_RULES)}")
+    values = [float(v) for v in curve]
+    right = max((i for i in range(len(distances)) if float(distances[i]) <= vaod + 1e-9), default=-1)
+    left = right
+    while left - 1 >= 0 and (fits is None or bool(fits[left - 1])):
+        left -= 1
+    minima = [i for i in range(left + 1, right) if values[i] < values[i - 1] and values[i] <= values[i + 1]]
+    if not minima:
+        return vaod, FALLBACK_RULE, True
+    fit_note = " among the distances at which the object fits the view" if fits is not None else ""
+    if rule == "lowest":
+        best = min(minima, key=lambda i: values[i])
+        return float(distances[best]), f"lowest local minimum of the probe strictly left of VAOD{fit_note}", False
+    best = max(minima, key=lambda i: (_prominence(values, i, left, right), -values[i]))
+    return float(distances[best]), f"most prominent local minimum of the probe strictly left of VAOD{fit_note}", False
 
 
 def search(
@@ -170,8 +241,11 @@ def search(
                             None, f"guidance {name!r} has no probe: MAOD = VAOD", seconds)  # fmt: skip
     started = time.perf_counter()
     guidance.set_frames(frame[None])  # the probe is conditioned on the first frame, I₁
-    curve = probe_curve(guidance, gaussians, distances, config, fovy_deg)
-    maod, rule = select_maod(distances, curve, vaod)
+    curve = probe_curve(guidance, gaussians, distances, config, fovy_deg, vaod=vaod)
+    fits = fits_in_view(gaussians, distances, guidance.probe_azimuths, fovy_deg) if config.maod_fit else None
+    maod, rule, fell_back = select_maod(distances, curve, vaod, fits, config.maod_rule)
+    if config.probe_radius == "relative" and not getattr(guidance, "uses_radius", True):
+        rule += " (the model takes no radius, as Stable Zero123: search.probe_radius 'relative' has no effect)"
     seconds["maod"] = time.perf_counter() - started
     return SearchResult(vaod, maod, distances.tolist(), mse.tolist(), None if masked is None else masked.tolist(),
-                        curve.tolist(), rule, seconds)  # fmt: skip
+                        curve.tolist(), rule, seconds, fell_back, None if fits is None else fits.tolist())  # fmt: skip

@@ -32,6 +32,10 @@ from .mgja import known_view_loss, random_views, unknown_view_loss
 from .render import render
 from .trainable import TrainableGaussians, position_lr
 
+DENSIFY_MODES = ("adaptive", "none")
+"""``optimize.densify``: Section IV-A's adaptive density control, or none (DreamGaussian4D's effective
+behaviour: its density_start_iter of 3000 is never reached in 500 steps)."""
+
 ProgressCallback = Callable[[int, int, dict], None]
 """``progress(step, steps, record)`` after every step; ``record`` holds the step's losses."""
 
@@ -232,10 +236,10 @@ def _train_step(run: _Run, step: int, frames: Tensor, masks: Tensor | None, vaod
                                   config.mgja, ramp)  # fmt: skip
     screens = [(known.means2d, width, height)]
     if config.method.mgja:
-        unknown, unknown_parts, screen = _unknown_views(run, deformed, index, step, vaod, maod, generator)
+        unknown, unknown_parts, unknown_screens = _unknown_views(run, deformed, index, step, vaod, maod, generator)
         loss = loss + unknown
         parts.update(unknown_parts)
-        screens.append(screen)
+        screens.extend(unknown_screens)
     if not bool(torch.isfinite(loss)):
         raise OptimizationDiverged(
             f"step {step}: the loss is {float(loss)} ({', '.join(f'{k} {v:.4g}' for k, v in parts.items())}); "
@@ -255,7 +259,10 @@ def _train_step(run: _Run, step: int, frames: Tensor, masks: Tensor | None, vaod
     _check_finite(run, step)
 
     record = {"step": step, "phase": phase, "loss": float(loss.detach()), **parts}
-    if step % opt.densify_interval == 0 and step <= opt.densify_until * opt.steps:
+    if opt.densify not in DENSIFY_MODES:
+        raise ValueError(f"unknown optimize.densify {opt.densify!r}; choose one of {', '.join(DENSIFY_MODES)}")
+    due = step % opt.densify_interval == 0 and step <= opt.densify_until * opt.steps
+    if opt.densify == "adaptive" and due:
         record["densify"] = run.densifier.step(run.params, generator)
     record["gaussians"] = len(run.params)
     return record
@@ -272,7 +279,7 @@ def _check_finite(run: _Run, step: int) -> None:
 
 
 def _unknown_views(run: _Run, deformed: Gaussians, index: Tensor, step: int, vaod: float, maod: float,
-                   generator: torch.Generator) -> tuple[Tensor, dict, tuple[Tensor, int, int]]:  # fmt: skip
+                   generator: torch.Generator) -> tuple[Tensor, dict, list[tuple[Tensor, int, int]]]:  # fmt: skip
     """USVA at N random views per sampled frame: L_mot's renders at VAOD, L_geo's at MAOD."""
     config = run.config
     views = random_views(index, config.mgja, generator)
@@ -284,11 +291,15 @@ def _unknown_views(run: _Run, deformed: Gaussians, index: Tensor, step: int, vao
         return orbit_cameras(views.elevation, views.azimuth, distance, width=size, fovy_deg=fovy)
 
     geometry = render(per_view, cameras(maod))
+    screens = [(geometry.means2d, size, size)]
     motion = None
     if run.guidance.name != "anchor":  # the anchor has no motion prior: L_mot is off
         motion = geometry if abs(maod - vaod) < 1e-9 else render(per_view, cameras(vaod))
+        if motion is not geometry:  # L_mot's own renders pull the Gaussians too: densification sees them
+            screens.append((motion.means2d, size, size))
     with torch.no_grad():
         references = render(run.pair.gaussians, cameras(maod)).rgb
     loss, parts = unknown_view_loss(run.guidance, views, None if motion is None else motion.rgb, geometry.rgb,
-                                    references, run.n_frames, config.mgja, generator)  # fmt: skip
-    return loss, parts, (geometry.means2d, size, size)
+                                    references, run.n_frames, config.mgja, generator,
+                                    step_ratio=min(1.0, step / config.optimize.steps))  # fmt: skip
+    return loss, parts, screens

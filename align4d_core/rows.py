@@ -84,11 +84,30 @@ def completed_row(item_id: str, method: str, out: str, found: dict, optimized: d
         "guidance": search_json.get("guidance"), **metric_columns(metrics),
         "vaod": found["vaod"], "maod": found["maod"],
         "maod_rule": found.get("maod_rule", search_json.get("maod_rule")),
+        "maod_fallback": bool(found.get("maod_fallback", search_json.get("maod_fallback", False))),
+        "maod_source": maod_source(found.get("maod_rule", search_json.get("maod_rule")),
+                                   found.get("maod_fallback", search_json.get("maod_fallback", False))),
         "gaussians": optimized.get("gaussians"), "final_loss": optimized.get("final_loss"),
     }  # fmt: skip
     row.update(cost_columns(records, found.get("seconds") or search_json.get("seconds") or {}))
     row["seconds_pairs"] = float(pair_seconds) if pair_seconds is not None else None
     return row
+
+
+def maod_source(rule: str | None, fell_back: bool) -> str:
+    """Where a row's MAOD came from, in a few words for the results table.
+
+    A fallback (no local minimum of the probe left of VAOD) is the paper's failure case of Fig. 11c,
+    so it is named in the row itself, not only in ``search.json``.
+    """
+    rule = rule or ""
+    if rule.startswith("oda off"):
+        return "fixed (oda off)"
+    if "has no probe" in rule:
+        return "= VAOD (no probe)"
+    if fell_back:
+        return "= VAOD (fallback: no minimum, Fig. 11c)"
+    return "probe"
 
 
 def cost_columns(records: dict[str, dict], search_seconds: dict[str, float]) -> dict:

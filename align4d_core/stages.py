@@ -69,7 +69,9 @@ def resolve_backend(config: RunConfig, device: torch.device) -> RunConfig:
     """The config with ``guidance.backend`` set to the backend that will actually run.
 
     ``backend = "auto"`` is Zero123 when its weights are on this machine (a local folder or the hub
-    cache; it never downloads) and the weight-free ``anchor`` otherwise, with a warning. The
+    cache; it never downloads) and the weight-free ``anchor`` when they are absent, with a warning.
+    Weights that are there but not whole (a truncated file, a renamed key, parts that do not fit:
+    :class:`~align4d_core.weights.IncompleteModelError`) are an error, never a silent fallback. The
     resolved config is the one recorded and hashed, so no table can confuse the two.
     """
     if config.guidance.backend != "auto":
@@ -188,7 +190,8 @@ def search_stage(uris: PairURIs, out: str, config: RunConfig, device: torch.devi
         storage.write_json(storage.join(out, "search.json"), {**found.to_json(), "guidance": config.guidance.backend})
         if found.distances:
             plot_search(found, storage.join(out, "plots", "search.png"))
-        return {"vaod": found.vaod, "maod": found.maod, "maod_rule": found.maod_rule, "seconds": found.seconds}
+        return {"vaod": found.vaod, "maod": found.maod, "maod_rule": found.maod_rule,
+                "maod_fallback": found.maod_fallback, "seconds": found.seconds}  # fmt: skip
 
     return run_stage("search", out, config, uris.hashes(), body)
 

@@ -1,6 +1,7 @@
 """The optimizer on the bundled sample: accuracy, ablations, AO vs JO, time and memory.
 
     python benchmarks/optimize.py [--out DIR] [--items a,b] [--methods align4d,no-oda,...] [--steps N]
+    python benchmarks/optimize.py --zero123-size full [--device cuda] ...  (benchmarks/zero123_full.py)
 
 For every sample item and method (the full method and the ablations of Table III) it runs
 ``align4d generate`` with the default config of this machine (the CPU profile here, the paper's
@@ -20,6 +21,7 @@ a shared machine: compare rows of the same run, not across runs.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import multiprocessing as mp
 import os
@@ -32,10 +34,11 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+sys.path.insert(0, os.path.dirname(__file__))
 
 from align4d_core import storage  # noqa: E402
 from align4d_core.cameras import orbit_cameras  # noqa: E402
-from align4d_core.config import EVAL_AZIMUTHS, PRESETS, SampleConfig, build_run_config  # noqa: E402
+from align4d_core.config import EVAL_AZIMUTHS, PRESETS, SampleConfig, build_run_config, merge  # noqa: E402
 from align4d_core.deformation import deform, load_deformation  # noqa: E402
 from align4d_core.generate import Inputs, generate  # noqa: E402
 from align4d_core.stages import device_of  # noqa: E402
@@ -75,12 +78,12 @@ def eval_psnr(out: str, truth_eval: str, n_frames: int) -> float:
     return statistics.mean(values)
 
 
-def _run_one(queue, root: str, item_id: str, method: str, out: str, steps: int | None) -> None:
+def _run_one(queue, root: str, item_id: str, method: str, out: str, steps: int | None, overrides: dict) -> None:
     tune_allocator()
     try:
         item = next(i for i in read_manifest(root) if i.id == item_id)
         truth = storage.read_json(storage.join(root, "items", item_id, "truth.json"))
-        values = {"optimize": {"steps": steps}} if steps else None
+        values = merge(overrides, {"optimize": {"steps": steps}}) if steps else dict(overrides)
         config = build_run_config(device_of().type, values, preset=method)
         inputs = Inputs(item_uri(root, item, "video"), item_uri(root, item, "object"), item_uri(root, item, "masks"))
         done = generate(inputs, out, config, eval_size=truth["size"])
@@ -114,9 +117,31 @@ def main() -> None:
     parser.add_argument("--items", default="", help="comma-separated sample items (default: all)")
     parser.add_argument("--methods", default=",".join(PRESETS), help="comma-separated presets")
     parser.add_argument("--steps", type=int, default=None, help="override the optimisation steps")
+    parser.add_argument("--set", default=None, help='settings laid over the config, as JSON '
+                        '(e.g. \'{"optimize": {"prune_scale": 0.1}}\'), for measuring an open choice')
     parser.add_argument("--curves-item", default="arm_swing", help="item whose AO/JO curves are plotted")
+    parser.add_argument("--zero123-size", choices=("none", "full"), default="none",
+                        help="full: time a full-size random Zero123-XL at the paper's settings instead")
+    parser.add_argument("--item", default="arm_swing", help="with --zero123-size full: the sample item")
+    parser.add_argument("--probe-distances", type=int, default=None,
+                        help="with --zero123-size full: time the probe on this many distances (default: all on "
+                             "CUDA, 2 on CPU) and extrapolate")
+    parser.add_argument("--step-frames", type=int, default=None,
+                        help="with --zero123-size full: frames per timed SDS step (default: all on CUDA, 1 on CPU)")
+    parser.add_argument("--schedule", choices=("auto", "yes", "no"), default="auto",
+                        help="with --zero123-size full: run the whole 500-step schedule (auto: on CUDA only)")
+    parser.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
     args = parser.parse_args()
     tune_allocator()
+    if args.zero123_size == "full":
+        from zero123_full import run as run_full
+
+        device = device_of(args.device)
+        probe = args.probe_distances if args.probe_distances else (None if device.type == "cuda" else 2)
+        schedule = args.schedule == "yes" or (args.schedule == "auto" and device.type == "cuda")
+        frames = args.step_frames if args.step_frames else (None if device.type == "cuda" else 1)
+        run_full(args.out or tempfile.mkdtemp(prefix="align4d-zero123-"), args.item, device, probe, schedule, frames)
+        return
 
     work = args.out or tempfile.mkdtemp(prefix="align4d-bench-")
     root = storage.join(work, "sample")
@@ -126,12 +151,16 @@ def main() -> None:
     if args.items:
         items = [i for i in items if i in args.items.split(",")]
     methods = [m for m in args.methods.split(",") if m]
+    overrides = json.loads(args.set) if args.set else {}
+    if overrides:
+        print(f"settings laid over the config: {json.dumps(overrides)}")
     print(f"torch {torch.__version__}, device {device_of()}, {torch.get_num_threads()} threads; runs in {work}")
 
     rows = []
     for item_id in items:
         for method in methods:
-            row = run_isolated(root, item_id, method, storage.join(work, "runs", item_id, method), args.steps)
+            row = run_isolated(root, item_id, method, storage.join(work, "runs", item_id, method), args.steps,
+                               overrides)  # fmt: skip
             rows.append(row)
             _print_row(row)
     storage.write_json(storage.join(work, "results.json"), rows)

@@ -166,3 +166,19 @@ def test_a_run_killed_mid_optimisation_resumes_and_ends_with_the_same_tables(har
         assert list(a[column]) == list(b[column]), column
     pd.testing.assert_series_equal(a["psnr"], b["psnr"], rtol=1e-4)
     pd.testing.assert_series_equal(a["ssim"], b["ssim"], rtol=1e-4)
+
+
+def test_a_broken_zero123_model_fails_every_row_and_the_run_still_ends(harness, dataset, tmp_path):
+    """A truncated download is an item error with the component named, never a crash or a silent anchor run."""
+    from tiny_zero123 import SIZE, truncate, weight_file, write_port
+
+    folder = write_port(tmp_path / "zero123")
+    truncate(weight_file(folder, "unet"))
+    settings = {**FAST, "guidance": {"backend": "auto", "model": str(folder), "input_size": SIZE}}
+    out = str(tmp_path / "runs")
+    state = run_flow(dataset, out, settings=settings)
+    assert state.is_failed() and "0 of 2 item runs completed" in state.message
+    table = results(out, settings=settings, dataset=dataset)
+    assert (table["status"] == "failed").all()
+    assert table["error"].str.contains("IncompleteModelError").all()
+    assert table["error"].str.contains("component unet/").all() and table["error"].str.contains("truncated").all()

@@ -1,15 +1,14 @@
 """Guidance backends: Zero123 on a tiny random model saved in the ports' diffusers layout, and anchor.
 
-The Zero123 model is built from configs, saved with ``save_pretrained`` into a temporary folder
-laid out like ashawkey/zero123-xl-diffusers, and loaded through :func:`load_guidance` exactly as
-real weights are, with the hub in offline mode (no network on the test machines).
+The Zero123 model is a tiny random one written file by file in ashawkey/zero123-xl-diffusers'
+published layout (``tiny_zero123.py``) and loaded through :func:`load_guidance` exactly as real
+weights are, with the hub in offline mode; ``test_zero123_loading.py`` covers the loading itself.
 """
 
 from __future__ import annotations
 
 import math
 import os
-import shutil
 import subprocess
 import sys
 
@@ -17,10 +16,9 @@ import pytest
 import torch
 
 from align4d_core.config import GuidanceConfig
-from align4d_core.errors import InputError
 from align4d_core.guidance import AnchorGuidance, Guidance, ViewDelta, load_guidance
 
-from tiny_zero123 import CLIP_MEAN, CLIP_SIZE, CLIP_STD, HUB_ID, PROJECTION_DIM, SIZE, save_tiny_zero123
+from tiny_zero123 import CLIP_MEAN, CLIP_SIZE, CLIP_STD, PROJECTION_DIM, SIZE, save_tiny_zero123
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -79,55 +77,16 @@ def test_loads_the_ports_layout_offline(zero123):
     from align4d_core.guidance import CameraProjection, Zero123Guidance
 
     assert isinstance(zero123, Zero123Guidance) and isinstance(zero123, Guidance)
+    assert zero123.layout.name == "zero123-pipeline"
     assert zero123.dtype == torch.float32  # "auto" on CPU
     assert isinstance(zero123.projection, CameraProjection)
-    assert zero123.projection.projection.weight.shape == (32, PROJECTION_DIM + 4)
+    assert zero123.projection.linear.weight.shape == (32, PROJECTION_DIM + 4)
     for model in (zero123.unet, zero123.vae, zero123.image_encoder, zero123.projection):
         assert not model.training
         assert not any(p.requires_grad for p in model.parameters())
     assert zero123.latent_shape == (4, SIZE // 8, SIZE // 8)
     assert zero123.probe_azimuths == (-90.0, 0.0, 90.0, 180.0)
     assert (zero123.min_step, zero123.max_step) == (20, 980)
-
-
-@pytest.mark.filterwarnings("ignore:The `local_dir_use_symlinks` argument is deprecated")
-def test_loads_a_hub_id_from_the_cache_offline(tiny_zero123, offline_hub, zero123):
-    """A hub id resolves through the local Hugging Face cache when the hub is offline."""
-    commit = "0123456789abcdef0123456789abcdef01234567"
-    repo = offline_hub / f"models--{HUB_ID.replace('/', '--')}"
-    shutil.copytree(tiny_zero123, repo / "snapshots" / commit)
-    (repo / "refs").mkdir()
-    (repo / "refs" / "main").write_text(commit)
-
-    config = GuidanceConfig(backend="zero123", model=HUB_ID, input_size=SIZE, fixed_distance=True)
-    from_hub = load_guidance(config, "cpu")
-    assert from_hub.probe_azimuths == (-90.0, 0.0, 90.0)  # eq. 11
-    for mine, theirs in zip(from_hub.unet.state_dict().values(), zero123.unet.state_dict().values()):
-        assert torch.equal(mine, theirs)
-
-
-def test_missing_hub_weights_say_how_to_provide_them(offline_hub):
-    config = GuidanceConfig(backend="zero123", model="align4d-test/no-such-zero123", input_size=SIZE)
-    with pytest.raises(InputError) as caught:
-        load_guidance(config, "cpu")
-    message = str(caught.value)
-    assert type(caught.value).__name__ == "MissingWeightsError"
-    assert "align4d-test/no-such-zero123" in message
-    assert "HF_HUB_OFFLINE" in message
-    assert "huggingface-cli download align4d-test/no-such-zero123 --local-dir DIR" in message
-    assert "guidance.model" in message
-
-
-def test_local_folder_missing_a_component_names_it(tiny_zero123, tmp_path):
-    folder = tmp_path / "partial"
-    shutil.copytree(tiny_zero123, folder, ignore=lambda _dir, names: [n for n in names if n == "unet"])
-    with pytest.raises(InputError, match=r"lacks unet/") as caught:
-        load_guidance(GuidanceConfig(backend="zero123", model=str(folder), input_size=SIZE), "cpu")
-    assert str(folder) in str(caught.value)
-    assert "--local-dir DIR" in str(caught.value)
-    absent = str(tmp_path / "absent")
-    with pytest.raises(InputError, match="neither an existing folder nor a hub id"):
-        load_guidance(GuidanceConfig(backend="zero123", model=absent, input_size=SIZE), "cpu")
 
 
 # --- Zero123: conditioning, CFG, SDS -------------------------------------------------------------
@@ -232,6 +191,30 @@ def test_half_precision_keeps_float32_losses_and_render_gradients(tiny_zero123, 
     assert renders.grad.dtype == torch.float32 and float(renders.grad.abs().sum()) > 0
     probed = half.probe(renders.detach(), torch.tensor([0, 1]), delta, (800,), half.probe_noise(generator))
     assert probed.dtype == torch.float32 and bool(torch.isfinite(probed).all())
+
+
+def test_the_anneal_schedule_is_dreamgaussian4ds_and_uniform_is_the_default(zero123):
+    """DG4D's zero123_utils.train_step with step_ratio: τ = round((1 − r)·1000) clipped to [20, 980]."""
+    from align4d_core.guidance import sds_timesteps
+
+    for ratio, expected in ((0.0, 980), (0.25, 750), (0.5, 500), (0.999, 20), (1.0, 20)):
+        t = sds_timesteps(4, "anneal", ratio, (20, 980), 1000, torch.Generator().manual_seed(0))
+        assert t.tolist() == [expected] * 4
+    uniform = sds_timesteps(4096, "uniform", 0.5, (20, 980), 1000, torch.Generator().manual_seed(0))
+    assert int(uniform.min()) >= 20 and int(uniform.max()) <= 980 and len(set(uniform.tolist())) > 500
+    assert zero123.config.t_schedule == "uniform"  # the paper: "randomly sampled"
+    with pytest.raises(ValueError, match="uniform, anneal"):
+        sds_timesteps(1, "cosine", 0.5, (20, 980), 1000, torch.Generator())
+
+
+def test_an_annealed_sds_step_uses_the_step_ratios_timestep(tiny_zero123, frames):
+    config = GuidanceConfig(backend="zero123", model=str(tiny_zero123), input_size=SIZE, t_schedule="anneal")
+    annealed = load_guidance(config, "cpu")
+    annealed.set_frames(frames)
+    condition = annealed._condition(annealed._frame_embeddings(torch.tensor([0, 1])), ViewDelta.zeros(2))
+    latents = torch.randn(2, *annealed.latent_shape, generator=torch.Generator().manual_seed(1))
+    step = annealed.sds(latents, condition, torch.Generator().manual_seed(2), step_ratio=0.3)
+    assert step.timesteps.tolist() == [700, 700]
 
 
 # --- Zero123: the MAOD probe -----------------------------------------------------------------------

@@ -1,5 +1,7 @@
 """Object Distance Alignment: VAOD recovers a known distance; MAOD picks the left local minimum."""
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -76,29 +78,85 @@ DISTANCES = torch.arange(10, dtype=torch.float64) * 0.5
 def test_maod_is_the_local_minimum_left_of_vaod_not_the_global_one_on_the_right():
     # local minimum at 1.0 (index 2), VAOD at 3.0, global minimum far right (background)
     sds = curve([5.0, 4.0, 3.0, 3.5, 3.6, 3.2, 3.1, 2.0, 1.0, 0.5])
-    maod, rule = select_maod(DISTANCES, sds, vaod=3.0)
-    assert maod == 1.0 and "local minimum" in rule
+    maod, rule, fell_back = select_maod(DISTANCES, sds, vaod=3.0)
+    assert maod == 1.0 and "local minimum" in rule and not fell_back
 
 
-def test_maod_takes_the_lowest_of_several_local_minima_left_of_vaod():
+def test_the_lowest_rule_takes_the_lowest_of_several_local_minima():
     sds = curve([5.0, 4.0, 4.5, 3.0, 3.8, 4.0, 4.2, 2.0, 1.0, 0.5])
-    assert select_maod(DISTANCES, sds, vaod=3.5)[0] == 1.5
+    assert select_maod(DISTANCES, sds, vaod=3.5, rule="lowest")[0] == 1.5
+
+
+def test_the_prominent_rule_prefers_a_deep_valley_to_a_lower_ripple_on_a_slope():
+    """A ripple low on the slope toward VAOD (index 5: 2.0 after 2.1) against a real valley (index 2)."""
+    sds = curve([6.0, 4.0, 2.5, 4.5, 2.2, 2.0, 2.1, 1.5, 1.0, 0.5])
+    assert select_maod(DISTANCES, sds, vaod=3.5, rule="lowest")[0] == 2.5  # the ripple is lower...
+    maod, rule, _ = select_maod(DISTANCES, sds, vaod=3.5, rule="prominent")
+    assert maod == 1.0 and "most prominent" in rule  # ...but the valley is deeper: it rises by 2.0, the ripple by 0.1
+
+
+def hand_prominence(values, i, low, high):
+    """Prominence by brute force: the smallest of the highest points on the way to lower ground."""
+    left = [j for j in range(low, i) if values[j] < values[i]]
+    right = [j for j in range(i + 1, high + 1) if values[j] < values[i]]
+    start = max(left) if left else low
+    end = min(right) if right else high
+    return min(max(values[start : i + 1]) - values[i], max(values[i : end + 1]) - values[i])
+
+
+def test_prominence_matches_a_brute_force_definition():
+    from align4d_core.oda import _prominence
+
+    generator = torch.Generator().manual_seed(3)
+    for _ in range(50):
+        values = torch.rand(12, generator=generator).tolist()
+        for i in range(1, 11):
+            if values[i] < values[i - 1] and values[i] <= values[i + 1]:
+                assert abs(_prominence(values, i, 0, 11) - hand_prominence(values, i, 0, 11)) < 1e-12
+
+
+def test_distances_where_the_object_does_not_fit_are_ignored():
+    """A deep dip at 0.5 (the camera inside the object, Fig. 11a) wins unless unfit distances are dropped."""
+    sds = curve([4.0, 1.0, 3.0, 4.0, 2.5, 3.5, 4.0, 2.0, 1.0, 0.5])
+    assert select_maod(DISTANCES, sds, vaod=3.0)[0] == 0.5
+    fits = torch.tensor([False, False, True, True, True, True, True, True, True, True])
+    maod, rule, _ = select_maod(DISTANCES, sds, vaod=3.0, fits=fits)
+    assert maod == 2.0 and "fits the view" in rule
+    nothing_fits = torch.tensor([False] * 6 + [True] * 4)
+    assert select_maod(DISTANCES, sds, vaod=3.0, fits=nothing_fits) == (3.0, FALLBACK_RULE, True)
 
 
 def test_a_local_minimum_at_or_right_of_vaod_does_not_count():
     sds = curve([5.0, 4.5, 4.0, 3.5, 3.0, 2.5, 3.0, 2.0, 1.0, 0.5])  # only local min at 2.5 = VAOD
-    maod, rule = select_maod(DISTANCES, sds, vaod=2.5)
-    assert maod == 2.5 and rule == FALLBACK_RULE
+    maod, rule, fell_back = select_maod(DISTANCES, sds, vaod=2.5)
+    assert maod == 2.5 and rule == FALLBACK_RULE and fell_back
 
 
 def test_no_local_minimum_falls_back_to_vaod():
     sds = curve([9.0, 8.0, 7.0, 6.0, 5.0, 4.0, 3.0, 2.0, 1.0, 0.5])  # decreasing everywhere
-    assert select_maod(DISTANCES, sds, vaod=2.0) == (2.0, FALLBACK_RULE)
+    assert select_maod(DISTANCES, sds, vaod=2.0) == (2.0, FALLBACK_RULE, True)
 
 
 def test_a_flat_bottom_counts_once_at_its_left_end():
     sds = curve([5.0, 4.0, 3.0, 3.0, 3.0, 4.0, 4.5, 2.0, 1.0, 0.5])
     assert select_maod(DISTANCES, sds, vaod=3.5)[0] == 1.0
+
+
+def test_fits_in_view_is_false_inside_and_too_close_true_once_the_object_is_framed():
+    """A unit cube of points at the origin, fovy 49.1°: it fits once d ≥ 1/tan(24.55°) + 1 ≈ 3.19."""
+    import math
+
+    from align4d_core.gaussians import Gaussians
+    from align4d_core.oda import fits_in_view
+
+    corners = torch.tensor([[x, y, z] for x in (-1.0, 1.0) for y in (-1.0, 1.0) for z in (-1.0, 1.0)])
+    n = len(corners)
+    cube = Gaussians.from_activated(corners, torch.full((n, 3), 0.01), torch.tensor([[1.0, 0, 0, 0]]).expand(n, 4),
+                                    torch.full((n,), 0.9), torch.rand(n, 3))  # fmt: skip
+    threshold = 1.0 / math.tan(math.radians(49.1) / 2) + 1.0
+    distances = torch.tensor([0.5, 2.0, threshold - 0.01, threshold + 0.01, 5.0], dtype=torch.float64)
+    fits = fits_in_view(cube, distances, (-90.0, 0.0, 90.0, 180.0), 49.1, fraction=1.0)
+    assert fits.tolist() == [False, False, False, True, True]
 
 
 def test_maod_from_the_zero123_probe_is_deterministic_and_left_of_vaod(small_sample, tmp_path_factory):
@@ -118,4 +176,29 @@ def test_maod_from_the_zero123_probe_is_deterministic_and_left_of_vaod(small_sam
     assert all(torch.isfinite(torch.tensor(first.maod_sds)))
     assert first.maod <= first.vaod and "maod" in first.seconds
     distances = torch.tensor(first.distances, dtype=torch.float64)
-    assert first.maod == select_maod(distances, torch.tensor(first.maod_sds, dtype=torch.float64), first.vaod)[0]
+    fits = torch.tensor(first.maod_fits)
+    assert first.maod == select_maod(distances, torch.tensor(first.maod_sds, dtype=torch.float64), first.vaod, fits)[0]
+    assert first.maod_fallback == (first.maod_rule == FALLBACK_RULE)
+
+
+def test_the_relative_probe_radius_reaches_the_model(small_sample, tmp_path_factory):
+    """probe_radius 'relative' passes d' − VAOD as Zero123's Δradius, 'zero' passes 0: the curves differ."""
+    from tiny_zero123 import SIZE, save_tiny_zero123
+
+    from align4d_core.config import GuidanceConfig
+    from align4d_core.guidance import load_guidance
+    from align4d_core.oda import candidate_distances, probe_curve
+
+    folder = tmp_path_factory.mktemp("tiny-zero123-radius")
+    save_tiny_zero123(folder)
+    guidance = load_guidance(GuidanceConfig(backend="zero123", model=str(folder), input_size=SIZE), "cpu")
+    loaded = load_item(small_sample, item(small_sample, "arm_swing"))
+    guidance.set_frames(loaded.video.frames[:1])
+    config = SearchConfig(probe_size=SIZE, d_min=1.0, d_max=2.0, d_step=0.5)
+    distances = candidate_distances(config)
+    zero = probe_curve(guidance, loaded.gaussians, distances, replace(config, probe_radius="zero"), vaod=1.5)
+    relative = probe_curve(guidance, loaded.gaussians, distances, replace(config, probe_radius="relative"), vaod=1.5)
+    assert torch.equal(zero[1], relative[1])  # at d' = VAOD, Δradius is 0 either way
+    assert not torch.allclose(zero[[0, 2]], relative[[0, 2]])
+    with pytest.raises(ValueError, match="needs the VAOD"):
+        probe_curve(guidance, loaded.gaussians, distances, replace(config, probe_radius="relative"))

@@ -7,7 +7,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import weakref
+from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -440,6 +444,54 @@ def test_missing_hub_weights_name_the_model_and_how_to_provide_them(offline_hub)
 def test_a_folder_that_is_no_pipeline_is_refused_with_the_fix(tmp_path):
     with pytest.raises(ModelMissingError, match="no model_index.json"):
         ImageToVideo(ImageToVideoConfig(model=str(tmp_path), frames=4), CPU)(torch.ones(8, 8, 3))
+
+
+def _break_component(folder: Path, component: str, how: str) -> str:
+    """Drop the first weight of ``component``'s file, or cut the file in half; returns the key dropped."""
+    from safetensors.torch import load_file, save_file
+
+    (path,) = [p for p in (folder / component if component else folder).iterdir() if p.suffix == ".safetensors"]
+    if how == "truncate":
+        data = path.read_bytes()
+        path.write_bytes(data[: len(data) // 2])
+        return ""
+    tensors = load_file(str(path))
+    key = sorted(tensors)[0]
+    del tensors[key]
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(path))
+    return key
+
+
+@pytest.mark.parametrize("model,component,how", [("sdxl", "text_encoder_2", "drop"), ("svd", "unet", "drop"),
+                                                  ("shap_e", "prior", "truncate"), ("shap_e", "shap_e_renderer", "drop")])  # fmt: skip
+def test_a_pipeline_that_does_not_load_whole_fails_naming_the_component(models, config, square_image, tmp_path,
+                                                                        model, component, how):  # fmt: skip
+    """diffusers would run these with randomly initialised weights; the pair stage refuses them."""
+    from align4d_core.weights import IncompleteModelError
+
+    folder = tmp_path / model
+    shutil.copytree(models[model], folder)
+    key = _break_component(folder, component, how)
+    with pytest.raises(IncompleteModelError) as caught:
+        if model == "sdxl":
+            TextToImage(replace(config.text_to_image, model=str(folder)), CPU)("a toy")
+        elif model == "svd":
+            ImageToVideo(replace(config.image_to_video, model=str(folder)), CPU)(square_image)
+        else:
+            image_to_3d(replace(config.image_to_3d, model=str(folder)), CPU)(square_image)
+    message = str(caught.value)
+    assert f"component {component}/" in message and str(folder) in message
+    assert (key in message and "missing" in message) if how == "drop" else "truncated" in message
+
+
+def test_a_blip_checkpoint_with_a_missing_weight_is_refused(models, square_image, tmp_path):
+    from align4d_core.weights import IncompleteModelError
+
+    folder = tmp_path / "blip"
+    shutil.copytree(models["blip"], folder)
+    key = _break_component(folder, "", "drop")
+    with pytest.raises(IncompleteModelError, match=rf"pairs.caption.model.*missing.*{re.escape(key)}"):
+        caption(square_image, CaptionConfig(backend="blip", model=str(folder), max_tokens=5), CPU)
 
 
 def test_weights_from_an_s3_model_cache_are_synced_once(models, config, square_image, s3_bucket, tmp_path,

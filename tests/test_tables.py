@@ -146,7 +146,7 @@ def test_strings_from_the_data_are_escaped_in_markdown_and_latex(run):
     md = text(root, "results.md")
     assert r"bad \| value &lt;script&gt;" in md
     line = next(line for line in md.splitlines() if "bad" in line)
-    assert line.count(" | ") == 11  # the error's '|' did not add a column: 12 columns
+    assert line.count(" | ") == 12  # the error's '|' did not add a column: 13 columns
 
 
 def test_table_iii_lists_the_ablations_that_ran_and_names_the_others(run):

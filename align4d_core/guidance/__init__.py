@@ -15,7 +15,7 @@ from .base import Guidance, ViewDelta
 
 BACKENDS = ("anchor", "zero123")
 
-_ZERO123_EXPORTS = ("Zero123Guidance", "zero123_pose", "CameraProjection", "MissingWeightsError")
+_ZERO123_EXPORTS = ("Zero123Guidance", "zero123_pose", "CameraProjection", "MissingWeightsError", "sds_timesteps")
 
 __all__ = ["BACKENDS", "AnchorGuidance", "Guidance", "ViewDelta", "load_guidance", *_ZERO123_EXPORTS]
 

@@ -28,13 +28,13 @@ class AnchorGuidance:
     def set_frames(self, frames: Tensor) -> None:
         """Nothing to precompute: no loss of this backend is conditioned on the video frames."""
 
-    def motion_loss(
-        self, renders: Tensor, frame_index: Tensor, delta: ViewDelta, generator: torch.Generator
-    ) -> None:
+    def motion_loss(self, renders: Tensor, frame_index: Tensor, delta: ViewDelta, generator: torch.Generator,
+                    step_ratio: float | None = None) -> None:  # fmt: skip
         """L_mot is off: transferring motion to unseen views needs a multiview prior (eq. 7)."""
         return None
 
-    def geometry_loss(self, renders: Tensor, references: Tensor, generator: torch.Generator) -> Tensor:
+    def geometry_loss(self, renders: Tensor, references: Tensor, generator: torch.Generator,
+                      step_ratio: float | None = None) -> Tensor:  # fmt: skip
         """Per-sample mean squared error to the same-view renders of the 3D input, (B,).
 
         The Δpose-0 SDS of eq. 8 pulls each render toward its reference; without a model the

@@ -46,11 +46,14 @@ class Guidance(Protocol):
 
         Call it before :meth:`motion_loss` and :meth:`probe`, which index these frames."""
 
-    def motion_loss(self, renders: Tensor, frame_index: Tensor, delta: ViewDelta, generator: torch.Generator) -> Tensor | None:
+    def motion_loss(self, renders: Tensor, frame_index: Tensor, delta: ViewDelta, generator: torch.Generator,
+                    step_ratio: float | None = None) -> Tensor | None:  # fmt: skip
         """L_mot of eq. 7 per sample, (B,): SDS of ``renders`` (B, H, W, 3) conditioned on video
-        frames ``frame_index`` (B,) seen from ``delta``. None when the backend has no motion prior."""
+        frames ``frame_index`` (B,) seen from ``delta``. None when the backend has no motion prior.
+        ``step_ratio`` (step/steps) is for timestep schedules that anneal (``guidance.t_schedule``)."""
 
-    def geometry_loss(self, renders: Tensor, references: Tensor, generator: torch.Generator) -> Tensor:
+    def geometry_loss(self, renders: Tensor, references: Tensor, generator: torch.Generator,
+                      step_ratio: float | None = None) -> Tensor:  # fmt: skip
         """L_geo of eq. 8 per sample, (B,): ``renders`` of the 4D object against ``references``,
         the same-view renders of the 3D input (Δpose 0)."""
 

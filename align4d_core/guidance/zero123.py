@@ -1,82 +1,56 @@
 """Zero123 guidance: SDS (eq. 1) for L_mot (eq. 7) and L_geo (eq. 8), and the MAOD probe (eq. 5, 11).
 
-Built from diffusers/transformers components, loaded with ``from_pretrained`` from a hub id or a
-local folder in the layout of the public diffusers ports (ashawkey/zero123-xl-diffusers,
-ashawkey/stable-zero123-diffusers): ``feature_extractor/`` (CLIP image processor),
-``image_encoder/`` (CLIP vision model with projection), ``unet/`` (8 input channels: noisy latent +
-conditioning-image latent), ``vae/``, ``scheduler/`` and ``clip_camera_projection/``
-(:class:`CameraProjection`). diffusers has no Zero123 pipeline class and ``custom_pipeline=`` would
-fetch code from the network, so the pieces are assembled here.
+The model comes from :mod:`.zero123_layout`, which loads either public diffusers layout of Zero123
+(ashawkey/bennyguo's ``clip_camera_projection``, kxic's ``cc_projection``) whole or refuses it;
+diffusers has no Zero123 pipeline class and ``custom_pipeline=`` would fetch code from the network,
+so the pieces are assembled here.
 
 The conditioning follows DreamGaussian4D's ``guidance/zero123_utils.py``: the condition image is
 resized to ``input_size``; its CLIP ``image_embeds`` and the camera pose are projected to one
-cross-attention token; its VAE posterior mode (unscaled) is concatenated to the noisy latent.
+cross-attention token; its VAE latent (unscaled) is concatenated to the noisy latent.
 Classifier-free guidance uses zeros for both the token and the conditioning latent.
 """
 
 from __future__ import annotations
 
 import math
-import os
-import re
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from diffusers import AutoencoderKL, DDIMScheduler, ModelMixin, UNet2DConditionModel
-from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.utils.torch_utils import randn_tensor
-from huggingface_hub import constants as hub_constants
 from torch import Tensor
-from transformers import AutoImageProcessor, CLIPVisionModelWithProjection
 
 from ..config import GuidanceConfig
-from ..errors import InputError
 from .base import ViewDelta
+from .zero123_layout import CameraProjection, MissingWeightsError, Zero123Parts, load_zero123
+from .zero123_xl import CLIP_MEAN, CLIP_STD
+
+__all__ = ["CAMERA_EMBEDDINGS", "T_SCHEDULES", "CameraProjection", "MissingWeightsError", "Zero123Guidance",
+           "resolve_dtype", "sds_timesteps", "zero123_pose"]
 
 CAMERA_EMBEDDINGS = ("zero123", "stable")
-COMPONENTS = ("feature_extractor", "image_encoder", "unet", "vae", "scheduler", "clip_camera_projection")
+T_SCHEDULES = ("uniform", "anneal")
 PROBE_AZIMUTHS = (-90.0, 0.0, 90.0, 180.0)  # eq. 5
 FIXED_DISTANCE_PROBE_AZIMUTHS = (-90.0, 0.0, 90.0)  # eq. 11
 CHUNK = 16
 """Samples per VAE/UNet call (the UNet sees twice as many with CFG): bounds peak memory when ODA
 probes a whole sweep of distances at once."""
 
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 _DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
-
-
-class MissingWeightsError(InputError):
-    """The Zero123 weights named by ``guidance.model`` cannot be loaded here."""
-
-
-class CameraProjection(ModelMixin, ConfigMixin):
-    """Zero123's projection of [CLIP image embedding; pose] to the UNet's cross-attention token.
-
-    Same layout as the public ports' ``clip_camera_projection/`` (their ``CCProjection``: one
-    linear layer, 772 → 768 for CLIP ViT-L/14), so their ``projection.weight``/``projection.bias``
-    load unchanged.
-    """
-
-    @register_to_config
-    def __init__(self, in_channel: int = 772, out_channel: int = 768) -> None:
-        super().__init__()
-        self.projection = torch.nn.Linear(in_channel, out_channel)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.projection(x)
 
 
 def zero123_pose(delta: ViewDelta, embedding: str) -> Tensor:
     """Zero123's camera vector (B, 4) for a view change given in align4d's convention (DESIGN.md §4).
 
     Zero123 measures the polar angle from the top, so a target ``Δelevation`` degrees higher has
-    ``Δpolar = -Δelevation``; its azimuth grows the way ours does (DreamGaussian4D passes kiui's,
-    which grows like ours). ``"zero123"`` (zero123 / zero123-xl): [Δpolar, sin Δaz, cos Δaz, Δradius],
-    angles in radians, Δradius in object-distance units. ``"stable"`` (Stable Zero123): the last entry
-    is the condition's polar angle instead, π/2 because the condition (a video frame, or eq. 8's
-    same-view reference taken as the hypothetical front view) is at elevation 0; as in
-    DreamGaussian4D, Stable Zero123 gets no Δradius.
+    ``Δpolar = -Δelevation`` (threestudio: ``cond_elevation − elevation``); its azimuth grows the way
+    ours does (DreamGaussian4D passes kiui's, which grows like ours). ``"zero123"`` (zero123 /
+    zero123-xl): [Δpolar, sin Δaz, cos Δaz, Δradius], angles in radians, Δradius in object-distance
+    units. ``"stable"`` (Stable Zero123): the last entry is the condition's polar angle instead, π/2
+    because the condition (a video frame, or eq. 8's same-view reference taken as the hypothetical
+    front view) is at elevation 0; Stable Zero123 takes no Δradius (threestudio#360), so the radius
+    is dropped.
     """
     if embedding not in CAMERA_EMBEDDINGS:
         choices = ", ".join(CAMERA_EMBEDDINGS)
@@ -99,55 +73,25 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
     return _DTYPES[name]
 
 
-# --- loading --------------------------------------------------------------------------------------
+def sds_timesteps(batch: int, schedule: str, step_ratio: float | None, bounds: tuple[int, int], steps: int,
+                  generator: torch.Generator) -> Tensor:  # fmt: skip
+    """τ of each SDS sample (B,): ``uniform`` draws τ ~ U{min..max} (the paper: "randomly sampled");
+    ``anneal`` is DreamGaussian4D's ``zero123_utils.train_step`` with a step ratio: one
+    τ = round((1 − step/steps)·1000), clipped to [min, max], for the whole batch.
+    Both draw from ``generator`` the same number of values, so switching keeps the noise the same."""
+    low, high = bounds
+    drawn = torch.randint(low, high + 1, (batch,), generator=generator, device=generator.device)
+    if schedule == "uniform" or step_ratio is None:
+        return drawn
+    if schedule != "anneal":
+        raise ValueError(f"unknown guidance.t_schedule {schedule!r}; choose one of {', '.join(T_SCHEDULES)}")
+    tau = min(max(round((1.0 - float(step_ratio)) * steps), low), high)
+    return torch.full_like(drawn, tau)
 
 
-def _how_to_provide(model: str) -> str:
-    hub_id = model if _HUB_ID.match(model) else "ashawkey/zero123-xl-diffusers"
-    return (
-        f"On a machine with internet run `huggingface-cli download {hub_id} --local-dir DIR` "
-        "(`hf download` in recent huggingface_hub), copy DIR here and set guidance.model to DIR; "
-        "or use guidance.backend='anchor', which needs no weights."
-    )
-
-
-def _check_model_location(model: str) -> None:
-    """Fail early, with the fix, for a folder that lacks a component or a path that does not exist."""
-    if not os.path.isdir(model):
-        if not _HUB_ID.match(model):
-            raise MissingWeightsError(
-                f"guidance.model {model!r} is neither an existing folder nor a hub id. {_how_to_provide(model)}",
-                uri=model,
-            )
-        return
-    missing = [name for name in COMPONENTS if not os.path.isdir(os.path.join(model, name))]
-    if missing:
-        raise MissingWeightsError(
-            f"the Zero123 folder lacks {', '.join(f'{name}/' for name in missing)} (expected the "
-            f"diffusers layout {', '.join(f'{name}/' for name in COMPONENTS)}). {_how_to_provide(model)}",
-            uri=model,
-        )
-
-
-def _load(loader, config: GuidanceConfig, subfolder: str, **kwargs):
-    """``loader.from_pretrained(model, subfolder=...)``; a failure names the model and the fix."""
-    try:
-        return loader.from_pretrained(config.model, subfolder=subfolder, revision=config.revision,
-                                      local_files_only=config.local_files_only, **kwargs)  # fmt: skip
-    except OSError as error:  # diffusers and transformers report missing files and repos as OSError
-        where = "folder" if os.path.isdir(config.model) else "model (hub id)"
-        revision = f" at revision {config.revision!r}" if config.revision else ""
-        offline = ""
-        if hub_constants.HF_HUB_OFFLINE or config.local_files_only:
-            offline = " (HF_HUB_OFFLINE is set: only the local cache was searched)"
-        raise MissingWeightsError(
-            f"Zero123 {where} {config.model!r}{revision}: {subfolder}/ is not available{offline}: "
-            f"{str(error).rstrip('.')}. {_how_to_provide(config.model)}",
-            uri=config.model,
-        ) from error
-
-
-def _frozen(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+def _frozen(model: torch.nn.Module, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:
+    if next(model.parameters()).dtype != dtype:  # loaded in ``dtype`` already unless built in memory
+        model = model.to(dtype)
     model = model.to(device).eval()
     model.requires_grad_(False)
     return model
@@ -191,26 +135,30 @@ class Zero123Guidance:
 
     name = "zero123"
 
-    def __init__(self, config: GuidanceConfig, device: torch.device | str) -> None:
+    def __init__(self, config: GuidanceConfig, device: torch.device | str, parts: Zero123Parts | None = None) -> None:
+        """Load ``config.model`` (or take already loaded ``parts``, e.g. a model built in memory)."""
         if config.camera_embedding not in CAMERA_EMBEDDINGS:
             choices = ", ".join(CAMERA_EMBEDDINGS)
             raise ValueError(f"unknown camera embedding {config.camera_embedding!r}; choose one of {choices}")
+        if config.t_schedule not in T_SCHEDULES:
+            raise ValueError(f"unknown guidance.t_schedule {config.t_schedule!r}; choose one of {', '.join(T_SCHEDULES)}")
         self.config = config
         self.device = torch.device(device)
         self.dtype = resolve_dtype(config.dtype, self.device)
-        _check_model_location(config.model)
-        self.feature_extractor = _load(AutoImageProcessor, config, "feature_extractor")
-        encoder = _load(CLIPVisionModelWithProjection, config, "image_encoder")
-        self.image_encoder = _frozen(encoder.to(self.dtype), self.device)
-        self.unet = _frozen(_load(UNet2DConditionModel, config, "unet", torch_dtype=self.dtype), self.device)
-        self.vae = _frozen(_load(AutoencoderKL, config, "vae", torch_dtype=self.dtype), self.device)
-        projection = _load(CameraProjection, config, "clip_camera_projection", torch_dtype=self.dtype)
-        self.projection = _frozen(projection, self.device)
-        self.scheduler = _load(DDIMScheduler, config, "scheduler")  # DDIM or DDPM config: only ᾱ is used
+        parts = parts if parts is not None else load_zero123(config, self.dtype)
+        self.layout, self.folder = parts.layout, parts.folder
+        self.feature_extractor = parts.feature_extractor
+        self.image_encoder = _frozen(parts.image_encoder, self.device, self.dtype)
+        self.unet = _frozen(parts.unet, self.device, self.dtype)
+        self.vae = _frozen(parts.vae, self.device, self.dtype)
+        self.projection = _frozen(parts.projection, self.device, self.dtype)
+        self.scheduler = parts.scheduler
         self.alphas_cumprod = self.scheduler.alphas_cumprod.to(self.device, torch.float32)
-        steps = self.scheduler.config.num_train_timesteps
+        self.num_train_timesteps = int(self.scheduler.config.num_train_timesteps)
+        steps = self.num_train_timesteps
         self.min_step, self.max_step = int(steps * config.t_range[0]), int(steps * config.t_range[1])
         self.probe_azimuths = FIXED_DISTANCE_PROBE_AZIMUTHS if config.fixed_distance else PROBE_AZIMUTHS
+        self.uses_radius = config.camera_embedding == "zero123"
         self._frames: _Embedded | None = None
 
     @property
@@ -226,20 +174,20 @@ class Zero123Guidance:
         """Embed every video frame (T, H, W, 3) once; L_mot and the probe index into them."""
         self._frames = self._embed(frames)
 
-    def motion_loss(
-        self, renders: Tensor, frame_index: Tensor, delta: ViewDelta, generator: torch.Generator
-    ) -> Tensor:
+    def motion_loss(self, renders: Tensor, frame_index: Tensor, delta: ViewDelta, generator: torch.Generator,
+                    step_ratio: float | None = None) -> Tensor:  # fmt: skip
         """L_mot (eq. 7), (B,): SDS of each render conditioned on its video frame I_t and view ``delta``."""
         condition = self._condition(self._frame_embeddings(frame_index), delta)
-        return self.sds(self._encode(renders, generator), condition, generator).loss
+        return self.sds(self._encode(renders, generator), condition, generator, step_ratio).loss
 
-    def geometry_loss(self, renders: Tensor, references: Tensor, generator: torch.Generator) -> Tensor:
+    def geometry_loss(self, renders: Tensor, references: Tensor, generator: torch.Generator,
+                      step_ratio: float | None = None) -> Tensor:  # fmt: skip
         """L_geo (eq. 8), (B,): SDS conditioned on the same-view render of the 3D input, Δpose 0."""
         if references.shape[0] != renders.shape[0]:
             raise ValueError(f"{renders.shape[0]} renders but {references.shape[0]} references")
         delta = ViewDelta.zeros(renders.shape[0], device=self.device)
         condition = self._condition(self._embed(references), delta)
-        return self.sds(self._encode(renders, generator), condition, generator).loss
+        return self.sds(self._encode(renders, generator), condition, generator, step_ratio).loss
 
     @torch.no_grad()
     def probe(
@@ -252,7 +200,7 @@ class Zero123Guidance:
         """
         if not timesteps:
             raise ValueError("the probe needs at least one timestep (the paper uses 700, 800, 900)")
-        steps = self.scheduler.config.num_train_timesteps
+        steps = self.num_train_timesteps
         if not all(0 <= int(tau) < steps for tau in timesteps):
             raise ValueError(f"probe timesteps must lie in [0, {steps}), got {timesteps}")
         condition = self._condition(self._frame_embeddings(frame_index), delta)
@@ -273,15 +221,17 @@ class Zero123Guidance:
 
     # --- SDS ----------------------------------------------------------------------------------
 
-    def sds(self, latents: Tensor, condition: Condition, generator: torch.Generator) -> SDSStep:
-        """SDS (eq. 1) on render latents: τ ~ U[t_range], ε ~ N(0, I) from ``generator``.
+    def sds(self, latents: Tensor, condition: Condition, generator: torch.Generator,
+            step_ratio: float | None = None) -> SDSStep:  # fmt: skip
+        """SDS (eq. 1) on render latents: τ from ``guidance.t_schedule`` (:func:`sds_timesteps`; uniform
+        in ``t_range`` by default), ε ~ N(0, I), both from ``generator``.
 
         The loss 0.5·‖z − sg(z − grad)‖² has ∂loss/∂z = w(τ)(ε̂ − ε), so backpropagating it through
         the VAE encoder and the renderer gives eq. 1's gradient without differentiating the UNet.
         """
         batch = latents.shape[0]
-        t = torch.randint(self.min_step, self.max_step + 1, (batch,), generator=generator, device=generator.device)
-        t = t.to(self.device)
+        t = sds_timesteps(batch, self.config.t_schedule, step_ratio, (self.min_step, self.max_step),
+                          self.num_train_timesteps, generator).to(self.device)  # fmt: skip
         noise = randn_tensor(latents.shape, generator=generator, device=self.device, dtype=latents.dtype)
         noisy = self.scheduler.add_noise(latents.detach(), noise, t)
         noise_pred = self.predict_noise(noisy, t, condition, self.config.guidance_scale)
@@ -344,11 +294,26 @@ class Zero123Guidance:
         x = self._resize(images)
         embeds, latents = [], []
         for part in x.split(CHUNK):
-            processed = self.feature_extractor(images=list(part.cpu()), do_rescale=False, return_tensors="pt")
-            pixels = processed.pixel_values
+            pixels = self._clip_pixels(part)
             embeds.append(self.image_encoder(pixels.to(self.device, self.dtype)).image_embeds)
             latents.append(self.vae.encode(part.to(self.dtype) * 2.0 - 1.0).latent_dist.mode())
         return _Embedded(torch.cat(embeds), torch.cat(latents))
+
+    def _clip_pixels(self, images: Tensor) -> Tensor:
+        """CLIP pixel values of (B, 3, S, S) images in [0, 1].
+
+        With the folder's ``feature_extractor`` (both ports have one), its processor; without (it is
+        optional in kxic's layout), the preprocessing of kxic's ``pipeline_zero1to3.py``: bicubic
+        resize to the encoder's size (corners aligned, no antialiasing) and CLIP's mean and std.
+        """
+        if self.feature_extractor is not None:
+            processed = self.feature_extractor(images=list(images.cpu()), do_rescale=False, return_tensors="pt")
+            return processed.pixel_values
+        size = int(self.image_encoder.config.image_size)
+        x = F.interpolate(images.float(), (size, size), mode="bicubic", align_corners=True, antialias=False)
+        mean = torch.tensor(CLIP_MEAN, device=x.device).view(1, 3, 1, 1)
+        std = torch.tensor(CLIP_STD, device=x.device).view(1, 3, 1, 1)
+        return (x - mean) / std
 
     def _frame_embeddings(self, frame_index: Tensor) -> _Embedded:
         if self._frames is None:

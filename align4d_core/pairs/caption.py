@@ -14,6 +14,7 @@ from torch import Tensor
 
 from ..config import CaptionConfig
 from ..errors import InputError
+from ..weights import load_component
 from .weights import ModelMissingError, free_memory, how_to_provide, model_location
 
 __all__ = ["CAPTION_BACKENDS", "caption"]
@@ -39,10 +40,12 @@ def _blip(rgb: Tensor, config: CaptionConfig, device: torch.device) -> str:
     location = model_location(setting, config.model, marker="config.json")
     try:
         processor = BlipProcessor.from_pretrained(location, revision=config.revision)
-        model = BlipForConditionalGeneration.from_pretrained(location, revision=config.revision).to(device).eval()
     except OSError as error:
         raise ModelMissingError(f"{setting}: {config.model!r} cannot be loaded: {str(error).splitlines()[0]}. "
                                 f"{how_to_provide(setting, config.model)}", uri=config.model) from error  # fmt: skip
+    # the processor is there, so the model is too: it must load whole (weights.load_component)
+    model = load_component(BlipForConditionalGeneration, location, None, what=f"{setting} {config.model!r}",
+                           revision=config.revision).to(device).eval()  # fmt: skip
     try:
         image = Image.fromarray((rgb.float().cpu().clamp(0, 1) * 255.0).round().to(torch.uint8).numpy())
         inputs = processor(images=image, return_tensors="pt").to(device)

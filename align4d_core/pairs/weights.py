@@ -11,8 +11,11 @@ loads a model, runs it, drops every reference and empties the CUDA cache before 
 moves each sub-model to the GPU only while it runs (``enable_model_cpu_offload``), for GPUs too
 small for SVD in float16.
 
-A model that cannot be loaded is a :class:`ModelMissingError` (an :class:`InputError`: retrying
-will not help) naming the setting, the model and how to provide it.
+A model that cannot be found is a :class:`ModelMissingError` (an :class:`InputError`: retrying
+will not help) naming the setting, the model and how to provide it; one that is there but does not
+load whole (a truncated file, a renamed or missing weight) is an
+:class:`~align4d_core.weights.IncompleteModelError` naming the component and the keys: every torch
+module of a pipeline is loaded strictly (:func:`~align4d_core.weights.load_pipeline_strict`).
 """
 
 from __future__ import annotations
@@ -20,13 +23,13 @@ from __future__ import annotations
 import gc
 import os
 import re
-import warnings
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import torch
 
 from ..errors import InputError
+from ..weights import load_pipeline_strict
 from .model_cache import is_remote, sync_model
 
 __all__ = ["ModelMissingError", "free_memory", "how_to_provide", "load_pipeline", "model_location", "resolve_dtype",
@@ -95,10 +98,8 @@ def load_pipeline(pipeline_class: type, setting: str, config: Any, device: torch
     location = model_location(setting, config.model)
     dtype = resolve_dtype(config.dtype, device)
     try:
-        with warnings.catch_warnings():  # recent diffusers renamed torch_dtype to dtype; older ones lack dtype
-            warnings.filterwarnings("ignore", message=".*torch_dtype.*deprecated", category=FutureWarning)
-            pipe = pipeline_class.from_pretrained(location, revision=config.revision, variant=config.variant,
-                                                  torch_dtype=dtype)  # fmt: skip
+        folder = location if os.path.isdir(location) else pipeline_class.download(
+            location, revision=config.revision, variant=config.variant)  # the hub cache's snapshot  # fmt: skip
     except (OSError, ValueError) as error:  # how diffusers reports missing repos, files and variants
         offline = " (HF_HUB_OFFLINE is set: only the local hub cache was searched)" if hub_constants.HF_HUB_OFFLINE else ""
         revision = f" at revision {config.revision!r}" if config.revision else ""
@@ -107,6 +108,9 @@ def load_pipeline(pipeline_class: type, setting: str, config: Any, device: torch
         raise ModelMissingError(f"{setting}: {pipeline_class.__name__} {config.model!r}{revision}{variant} cannot be "
                                 f"loaded{offline}: {reason}. {how_to_provide(setting, config.model)}",
                                 uri=config.model) from error  # fmt: skip
+    # every torch module of the pipeline loads whole or the item fails (IncompleteModelError)
+    pipe = load_pipeline_strict(pipeline_class, folder, what=f"{setting} {config.model!r}", variant=config.variant,
+                                dtype=dtype)  # fmt: skip
     pipe.set_progress_bar_config(disable=True)
     if getattr(config, "cpu_offload", False) and device.type == "cuda":
         try:

@@ -13,15 +13,16 @@ from .context import METRIC_BETTER, METRIC_FORMATS, METRIC_LABELS, context_notes
 from .table import Column, Table
 
 COLUMNS = (
-    ["item", "method", "status", "error", "guidance", *METRICS, "missing", "vaod", "maod", "maod_rule", "gaussians",
-     "final_loss"]
+    ["item", "method", "status", "error", "guidance", *METRICS, "missing", "vaod", "maod", "maod_source", "maod_rule",
+     "maod_fallback", "gaussians", "final_loss"]
     + [f"seconds_search_{p}" for p in SEARCH_PARTS]
     + [f"seconds_{s}" for s in STAGES] + ["seconds_total"]
     + [f"peak_memory_gib_{s}" for s in STAGES] + ["peak_memory_gib"]
 )  # fmt: skip
 """The CSV's columns, in order; columns a row has beyond these follow them."""
 
-NUMERIC = [c for c in COLUMNS if c not in ("item", "method", "status", "error", "guidance", "missing", "maod_rule")]
+TEXT = ("item", "method", "status", "error", "guidance", "missing", "maod_source", "maod_rule", "maod_fallback")
+NUMERIC = [c for c in COLUMNS if c not in TEXT]
 
 
 def metric_columns() -> list[Column]:
@@ -46,8 +47,14 @@ def results_frame(rows: list[dict]) -> pd.DataFrame:
 
 def results_table(results: pd.DataFrame) -> Table:
     columns = [Column("item", "item"), Column("method", "method"), Column("status", "status"), *metric_columns(),
-               Column("vaod", "VAOD", ".3f"), Column("maod", "MAOD", ".3f"), Column("error", "error")]  # fmt: skip
+               Column("vaod", "VAOD", ".3f"), Column("maod", "MAOD", ".3f"), Column("maod_source", "MAOD from"),
+               Column("error", "error")]  # fmt: skip
     notes = context_notes(results)
+    fell_back = results[results["maod_fallback"].fillna(False).astype(bool)] if "maod_fallback" in results else results[:0]
+    if len(fell_back):
+        runs = ", ".join(f"{r.item}/{r.method}" for r in fell_back.itertuples())
+        notes.append(f"MAOD fell back to VAOD (no local minimum of the probe left of VAOD; the paper's failure case "
+                     f"of Fig. 11c) for {len(fell_back)} run(s): {runs}.")  # fmt: skip
     failed = results[results["status"] != "completed"]
     if len(failed):
         notes.append(f"{len(failed)} of {len(results)} (item, method) runs did not complete; the error column says why.")
