@@ -37,7 +37,7 @@ class InputError(ValueError):
             where.append(f"({self.uri})")
         return f"{' '.join(where)}: {self.reason}" if where else self.reason
 
-    def within(self, *, item: str | None = None, field: str | None = None) -> "InputError":
+    def within(self, *, item: str | None = None, field: str | None = None) -> InputError:
         """The same error with the item and field filled in where they were not known yet."""
         return InputError(
             self.reason,

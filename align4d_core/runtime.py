@@ -1,4 +1,4 @@
-"""Process-wide runtime settings that entry points (the CLI, workers) apply once at start-up.
+"""The process: which device it computes on, and the settings entry points apply once at start-up.
 
 The library itself never changes process state on import; an entry point calls
 :func:`tune_allocator` before heavy work.
@@ -11,7 +11,15 @@ import ctypes.util
 import platform
 import sys
 
-__all__ = ["tune_allocator"]
+__all__ = ["device_of", "tune_allocator"]
+
+
+def device_of(name: str | None = None):
+    """The requested device, or CUDA when there is one (a ``torch.device``)."""
+    import torch
+
+    return torch.device(name or ("cuda" if torch.cuda.is_available() else "cpu"))
+
 
 # glibc's mallopt parameter numbers (malloc.h)
 _M_TRIM_THRESHOLD = -1

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from align4d_core.config import MetricsConfig  # noqa: E402
-from align4d_core.media import write_frames  # noqa: E402
+from align4d_core.io.media import write_frames  # noqa: E402
 from align4d_core.metrics import evaluate_views  # noqa: E402
 from align4d_core.metrics.i3d import InceptionI3d  # noqa: E402
 from align4d_core.metrics.protocol import _clip, _i3d, _lpips  # noqa: E402  (the cached loaders)
@@ -69,11 +69,22 @@ def write_weights(root: str) -> dict[str, str]:
     from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
     torch.manual_seed(0)
-    paths = {"vgg": os.path.join(root, "vgg16.pth"), "i3d": os.path.join(root, "i3d.pt"), "clip": os.path.join(root, "clip")}
+    paths = {
+        "vgg": os.path.join(root, "vgg16.pth"),
+        "i3d": os.path.join(root, "i3d.pt"),
+        "clip": os.path.join(root, "clip"),
+    }
     torch.save({f"features.{k}": v for k, v in vgg16_features().state_dict().items()}, paths["vgg"])
     torch.save(InceptionI3d().state_dict(), paths["i3d"])
-    vision = CLIPVisionConfig(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
-                              image_size=224, patch_size=32, projection_dim=512)  # ViT-B/32  # fmt: skip
+    vision = CLIPVisionConfig(
+        hidden_size=768,
+        intermediate_size=3072,
+        num_hidden_layers=12,
+        num_attention_heads=12,
+        image_size=224,
+        patch_size=32,
+        projection_dim=512,
+    )  # ViT-B/32
     CLIPVisionModelWithProjection(vision).save_pretrained(paths["clip"])
     return paths
 
@@ -85,20 +96,26 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--optimize-seconds", type=float, default=None, help="a measured optimisation time")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
-    parser.add_argument("--score-size", default="512", help="MetricsConfig.size: 512 (DESIGN.md §7) or 'none' "
-                        "(the views' own size, the CPU profile's setting)")
+    parser.add_argument(
+        "--score-size",
+        default="512",
+        help="MetricsConfig.size: 512 (DESIGN.md §7) or 'none' (the views' own size, the CPU profile's setting)",
+    )
     args = parser.parse_args()
     tune_allocator()
     torch.manual_seed(0)
     score_size = None if args.score_size.lower() == "none" else int(args.score_size)
     name = torch.cuda.get_device_name() if args.device.startswith("cuda") else f"{torch.get_num_threads()} CPU threads"
-    print(f"torch {torch.__version__}, {name}; "
-          f"4 views x {args.frames} frames at {args.size} px, scored at {score_size or args.size} px")  # fmt: skip
+    print(
+        f"torch {torch.__version__}, {name}; "
+        f"4 views x {args.frames} frames at {args.size} px, scored at {score_size or args.size} px"
+    )
     with tempfile.TemporaryDirectory(prefix="align4d-metrics-bench-") as root:
         pred, gt = write_views(root, args.frames, args.size)
         paths = write_weights(root)
-        base = MetricsConfig(lpips_vgg=paths["vgg"], clip_model=paths["clip"], fvd_i3d=paths["i3d"], device=args.device,
-                             size=score_size)  # fmt: skip
+        base = MetricsConfig(
+            lpips_vgg=paths["vgg"], clip_model=paths["clip"], fvd_i3d=paths["i3d"], device=args.device, size=score_size
+        )
         started = time.perf_counter()
         _lpips(base.lpips_vgg, base.lpips_heads, base.device)
         loads = {"lpips": time.perf_counter() - started}
@@ -125,16 +142,22 @@ def main() -> None:
             print(f"{label:<28}{medians[label]:>10.2f}   {', '.join(f'{t:.2f}' for t in times)}")
 
     total = medians["all six"]
-    print(f"\nper item, all six metrics: {total:.1f} s (median), of which reading the PNGs {medians['read PNGs + resize']:.1f} s")
+    print(
+        f"\nper item, all six metrics: {total:.1f} s (median), of which reading the PNGs {medians['read PNGs + resize']:.1f} s"
+    )
     if args.optimize_seconds is not None:
-        print(f"vs optimisation {args.optimize_seconds:.0f} s (measured, given by --optimize-seconds): "
-              f"{100 * total / args.optimize_seconds:.1f}% (goal ≤ 10%)")  # fmt: skip
+        print(
+            f"vs optimisation {args.optimize_seconds:.0f} s (measured, given by --optimize-seconds): "
+            f"{100 * total / args.optimize_seconds:.1f}% (goal ≤ 10%)"
+        )
     else:
         low, high = STATED_OPTIMIZE_SECONDS
         if args.device.startswith("cuda"):
             print("(the reference below is the CPU profile's optimisation on 2 cores; none is stated for a GPU)")
-        print(f"vs optimisation of one sample item, 75-165 s (stated, CPU profile, not measured here): "
-              f"{100 * total / high:.1f}%-{100 * total / low:.1f}% (goal ≤ 10%)")  # fmt: skip
+        print(
+            f"vs optimisation of one sample item, 75-165 s (stated, CPU profile, not measured here): "
+            f"{100 * total / high:.1f}%-{100 * total / low:.1f}% (goal ≤ 10%)"
+        )
         for label in ("psnr + ssim", "lpips (VGG16)", "clip + clip_f (ViT-B/32)", "fvd (I3D)"):
             print(f"  {label:<26} {100 * medians[label] / high:5.1f}%-{100 * medians[label] / low:5.1f}%")
 

@@ -26,18 +26,20 @@ import trimesh
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
 
-from align4d_core import storage  # noqa: E402
-from align4d_core.cameras import orbit_cameras  # noqa: E402
 from align4d_core.config import GuidanceConfig, SampleConfig, SearchConfig  # noqa: E402
-from align4d_core.dataset import load_item  # noqa: E402
-from align4d_core.stages import device_of  # noqa: E402
 from align4d_core.guidance import load_guidance  # noqa: E402
-from align4d_core.manifest import read_manifest  # noqa: E402
-from align4d_core.mesh import gaussians_from_mesh  # noqa: E402
-from align4d_core.oda import candidate_distances, probe_curve, search_vaod  # noqa: E402
-from align4d_core.render import render  # noqa: E402
-from align4d_core.runtime import tune_allocator  # noqa: E402
+from align4d_core.io import storage  # noqa: E402
+from align4d_core.io.dataset import load_item  # noqa: E402
+from align4d_core.io.manifest import read_manifest  # noqa: E402
+from align4d_core.io.mesh import gaussians_from_mesh  # noqa: E402
+from align4d_core.method.oda import candidate_distances, probe_curve, search_vaod  # noqa: E402
+from align4d_core.runtime import (
+    device_of,  # noqa: E402
+    tune_allocator,  # noqa: E402
+)
 from align4d_core.sample import write_sample  # noqa: E402
+from align4d_core.scene.cameras import orbit_cameras  # noqa: E402
+from align4d_core.scene.render import render  # noqa: E402
 
 VAOD_GOAL_S = 0.5
 
@@ -78,8 +80,10 @@ def main() -> None:
     seconds = timed(lambda: search_vaod(gaussians, frame, None), args.reps, device)
     vaod, *_ = search_vaod(gaussians, frame, None)
     vram = f", peak VRAM {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB" if device.type == "cuda" else ""
-    print(f"\nVAOD search, 61 distances, 2k Gaussians, 128 px: {seconds:.3f} s median of {args.reps} "
-          f"(goal {VAOD_GOAL_S} s on 2 CPU cores; Table V: 0.15 s on a V100){vram}; found {vaod:.3f} for 1.700")  # fmt: skip
+    print(
+        f"\nVAOD search, 61 distances, 2k Gaussians, 128 px: {seconds:.3f} s median of {args.reps} "
+        f"(goal {VAOD_GOAL_S} s on 2 CPU cores; Table V: 0.15 s on a V100){vram}; found {vaod:.3f} for 1.700"
+    )
 
     with tempfile.TemporaryDirectory() as tmp:
         root = storage.join(tmp, "sample")
@@ -89,11 +93,14 @@ def main() -> None:
             loaded = load_item(root, item)
             truth = storage.read_json(storage.join(root, "items", item.id, "truth.json"))
             start = time.perf_counter()
-            found, *_ = search_vaod(loaded.gaussians.to(device), loaded.video.frames[0].to(device),
-                                    loaded.masks[0].to(device))  # fmt: skip
+            found, *_ = search_vaod(
+                loaded.gaussians.to(device), loaded.video.frames[0].to(device), loaded.masks[0].to(device)
+            )
             took = time.perf_counter() - start
-            print(f"  {item.id:14s} {len(loaded.gaussians):6d} Gaussians  true {truth['distance']:.3f}  "
-                  f"VAOD {found:.3f}  error {abs(found - truth['distance']):.3f}  {took:.2f} s")  # fmt: skip
+            print(
+                f"  {item.id:14s} {len(loaded.gaussians):6d} Gaussians  true {truth['distance']:.3f}  "
+                f"VAOD {found:.3f}  error {abs(found - truth['distance']):.3f}  {took:.2f} s"
+            )
 
         models = []
         from tiny_zero123 import SIZE, save_tiny_zero123
@@ -113,11 +120,13 @@ def main() -> None:
             search = SearchConfig(probe_size=config.input_size)
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats()
-            seconds = timed(lambda: probe_curve(guidance, gaussians, distances, search), 1, device)
+            seconds = timed(lambda g=guidance, c=search: probe_curve(g, gaussians, distances, c, vaod=1.7), 1, device)
             vram = f", peak VRAM {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB" if device.type == "cuda" else ""
-            print(f"\nMAOD probe with {label} ({config.input_size} px): {seconds:.2f} s for 61 distances, "
-                  f"{seconds / 61 * 1000:.0f} ms per candidate (4 azimuths x 3 timesteps){vram}; "
-                  "Table V: 0.20 min = 12 s on a V100")  # fmt: skip
+            print(
+                f"\nMAOD probe with {label} ({config.input_size} px): {seconds:.2f} s for 61 distances, "
+                f"{seconds / 61 * 1000:.0f} ms per candidate (4 azimuths x 3 timesteps){vram}; "
+                "Table V: 0.20 min = 12 s on a V100"
+            )
 
 
 if __name__ == "__main__":

@@ -36,19 +36,21 @@ import torch
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.dirname(__file__))
 
-from align4d_core import storage  # noqa: E402
-from align4d_core.cameras import orbit_cameras  # noqa: E402
 from align4d_core.config import EVAL_AZIMUTHS, PRESETS, SampleConfig, build_run_config, merge  # noqa: E402
-from align4d_core.deformation import deform, load_deformation  # noqa: E402
-from align4d_core.generate import Inputs, generate  # noqa: E402
-from align4d_core.stages import device_of  # noqa: E402
-from align4d_core.manifest import item_uri, read_manifest  # noqa: E402
-from align4d_core.media import read_image, read_video  # noqa: E402
-from align4d_core.ply import read_gaussians_ply  # noqa: E402
-from align4d_core.plots import plot_losses  # noqa: E402
-from align4d_core.render import render  # noqa: E402
-from align4d_core.runtime import tune_allocator  # noqa: E402
+from align4d_core.io import storage  # noqa: E402
+from align4d_core.io.manifest import item_uri, read_manifest  # noqa: E402
+from align4d_core.io.media import read_image, read_video  # noqa: E402
+from align4d_core.io.ply import read_gaussians_ply  # noqa: E402
+from align4d_core.pipeline.generate import generate, pair_inputs  # noqa: E402
+from align4d_core.pipeline.plots import plot_losses  # noqa: E402
+from align4d_core.runtime import (
+    device_of,  # noqa: E402
+    tune_allocator,  # noqa: E402
+)
 from align4d_core.sample import write_sample  # noqa: E402
+from align4d_core.scene.cameras import orbit_cameras  # noqa: E402
+from align4d_core.scene.deformation import deform, load_deformation  # noqa: E402
+from align4d_core.scene.render import render  # noqa: E402
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -85,18 +87,28 @@ def _run_one(queue, root: str, item_id: str, method: str, out: str, steps: int |
         truth = storage.read_json(storage.join(root, "items", item_id, "truth.json"))
         values = merge(overrides, {"optimize": {"steps": steps}}) if steps else dict(overrides)
         config = build_run_config(device_of().type, values, preset=method)
-        inputs = Inputs(item_uri(root, item, "video"), item_uri(root, item, "object"), item_uri(root, item, "masks"))
+        inputs = pair_inputs(
+            item_uri(root, item, "video"), item_uri(root, item, "object"), item_uri(root, item, "masks")
+        )
         done = generate(inputs, out, config, eval_size=truth["size"])
         video = read_video(inputs.video).frames
         extra = done["extra"]
-        queue.put({
-            "item": item_id, "method": method, "guidance": extra["guidance"], "true_distance": truth["distance"],
-            "vaod": extra["vaod"], "maod": extra["maod"], "gaussians": extra["gaussians"],
-            "front_psnr": front_psnr(out, video, extra["vaod"], config.fovy_deg),
-            "eval_psnr": eval_psnr(out, item_uri(root, item, "eval"), truth["frames"]),
-            "seconds": done["timings"], "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
-            "history": storage.read_json(storage.join(out, "losses.json"))["history"],
-        })  # fmt: skip
+        queue.put(
+            {
+                "item": item_id,
+                "method": method,
+                "guidance": extra["guidance"],
+                "true_distance": truth["distance"],
+                "vaod": extra["vaod"],
+                "maod": extra["maod"],
+                "gaussians": extra["gaussians"],
+                "front_psnr": front_psnr(out, video, extra["vaod"], config.fovy_deg),
+                "eval_psnr": eval_psnr(out, item_uri(root, item, "eval"), truth["frames"]),
+                "seconds": done["timings"],
+                "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+                "history": storage.read_json(storage.join(out, "losses.json"))["history"],
+            }
+        )
     except Exception as exc:  # noqa: BLE001 - report and keep the table going
         queue.put({"item": item_id, "method": method, "error": f"{type(exc).__name__}: {exc}"})
 
@@ -117,19 +129,39 @@ def main() -> None:
     parser.add_argument("--items", default="", help="comma-separated sample items (default: all)")
     parser.add_argument("--methods", default=",".join(PRESETS), help="comma-separated presets")
     parser.add_argument("--steps", type=int, default=None, help="override the optimisation steps")
-    parser.add_argument("--set", default=None, help='settings laid over the config, as JSON '
-                        '(e.g. \'{"optimize": {"prune_scale": 0.1}}\'), for measuring an open choice')
+    parser.add_argument(
+        "--set",
+        default=None,
+        help="settings laid over the config, as JSON "
+        '(e.g. \'{"optimize": {"prune_scale": 0.1}}\'), for measuring an open choice',
+    )
     parser.add_argument("--curves-item", default="arm_swing", help="item whose AO/JO curves are plotted")
-    parser.add_argument("--zero123-size", choices=("none", "full"), default="none",
-                        help="full: time a full-size random Zero123-XL at the paper's settings instead")
+    parser.add_argument(
+        "--zero123-size",
+        choices=("none", "full"),
+        default="none",
+        help="full: time a full-size random Zero123-XL at the paper's settings instead",
+    )
     parser.add_argument("--item", default="arm_swing", help="with --zero123-size full: the sample item")
-    parser.add_argument("--probe-distances", type=int, default=None,
-                        help="with --zero123-size full: time the probe on this many distances (default: all on "
-                             "CUDA, 2 on CPU) and extrapolate")
-    parser.add_argument("--step-frames", type=int, default=None,
-                        help="with --zero123-size full: frames per timed SDS step (default: all on CUDA, 1 on CPU)")
-    parser.add_argument("--schedule", choices=("auto", "yes", "no"), default="auto",
-                        help="with --zero123-size full: run the whole 500-step schedule (auto: on CUDA only)")
+    parser.add_argument(
+        "--probe-distances",
+        type=int,
+        default=None,
+        help="with --zero123-size full: time the probe on this many distances (default: all on "
+        "CUDA, 2 on CPU) and extrapolate",
+    )
+    parser.add_argument(
+        "--step-frames",
+        type=int,
+        default=None,
+        help="with --zero123-size full: frames per timed SDS step (default: all on CUDA, 1 on CPU)",
+    )
+    parser.add_argument(
+        "--schedule",
+        choices=("auto", "yes", "no"),
+        default="auto",
+        help="with --zero123-size full: run the whole 500-step schedule (auto: on CUDA only)",
+    )
     parser.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
     args = parser.parse_args()
     tune_allocator()
@@ -159,8 +191,9 @@ def main() -> None:
     rows = []
     for item_id in items:
         for method in methods:
-            row = run_isolated(root, item_id, method, storage.join(work, "runs", item_id, method), args.steps,
-                               overrides)  # fmt: skip
+            row = run_isolated(
+                root, item_id, method, storage.join(work, "runs", item_id, method), args.steps, overrides
+            )
             rows.append(row)
             _print_row(row)
     storage.write_json(storage.join(work, "results.json"), rows)
@@ -172,11 +205,14 @@ def _print_row(row: dict) -> None:
     if "error" in row:
         print(f"{row['item']:14s} {row['method']:8s} FAILED {row['error']}")
         return
-    print(f"{row['item']:14s} {row['method']:8s} [{row['guidance']}] true {row['true_distance']:.2f} "
-          f"VAOD {row['vaod']:.3f} (err {abs(row['vaod'] - row['true_distance']):.3f}) "
-          f"front {row['front_psnr']:.2f} dB, eval views {row['eval_psnr']:.2f} dB, "
-          f"optimize {row['seconds']['optimize']:.0f} s, total {row['seconds']['total']:.0f} s, "
-          f"peak RSS {row['peak_rss_bytes'] / 2**30:.2f} GiB, {row['gaussians']} Gaussians", flush=True)  # fmt: skip
+    print(
+        f"{row['item']:14s} {row['method']:8s} [{row['guidance']}] true {row['true_distance']:.2f} "
+        f"VAOD {row['vaod']:.3f} (err {abs(row['vaod'] - row['true_distance']):.3f}) "
+        f"front {row['front_psnr']:.2f} dB, eval views {row['eval_psnr']:.2f} dB, "
+        f"optimize {row['seconds']['optimize']:.0f} s, total {row['seconds']['total']:.0f} s, "
+        f"peak RSS {row['peak_rss_bytes'] / 2**30:.2f} GiB, {row['gaussians']} Gaussians",
+        flush=True,
+    )
 
 
 def _print_summary(rows: list[dict], methods: list[str]) -> None:
@@ -190,12 +226,16 @@ def _print_summary(rows: list[dict], methods: list[str]) -> None:
     for method in methods:
         mine = [r for r in ok if r["method"] == method]
         if mine:
-            print(f"mean {method:8s}: front {statistics.mean(r['front_psnr'] for r in mine):.2f} dB, "
-                  f"eval views {statistics.mean(r['eval_psnr'] for r in mine):.2f} dB")  # fmt: skip
+            print(
+                f"mean {method:8s}: front {statistics.mean(r['front_psnr'] for r in mine):.2f} dB, "
+                f"eval views {statistics.mean(r['eval_psnr'] for r in mine):.2f} dB"
+            )
 
 
 def _ao_vs_jo(rows: list[dict], item: str, work: str) -> None:
-    curves = {r["method"]: r["history"] for r in rows if r.get("item") == item and r.get("method") in ("align4d", "no-ao")}
+    curves = {
+        r["method"]: r["history"] for r in rows if r.get("item") == item and r.get("method") in ("align4d", "no-ao")
+    }
     if len(curves) < 2:
         return
     labelled = {"AO (align4d)": curves["align4d"], "JO (no-ao)": curves["no-ao"]}
@@ -211,6 +251,7 @@ def _ao_vs_jo(rows: list[dict], item: str, work: str) -> None:
                 known = statistics.mean(r["ksva_rgb"] for r in window)
                 cells.append(f"{mark}: {loss:.3g} (front MSE {known:.2e})")
         print(f"  {label:14s} " + "  ".join(cells))
+
 
 if __name__ == "__main__":
     main()

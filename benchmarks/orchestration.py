@@ -5,7 +5,7 @@
 On N items (the bundled sample's five objects, repeated under new ids, at a tiny size) with a
 dry-run config (2 optimisation steps at 32 px), it times, in the same process:
 
-* the core alone: ``align4d_core.generate`` per item (the same stages, no Prefect);
+* the core alone: ``align4d_core.pipeline.generate`` per item (the same stages, no Prefect);
 * flow ``align4d`` over the same items (tasks, cache keys, persisted results, row files, the
   aggregation and its artifacts) against a Prefect server on 127.0.0.1 (``--server local``, started
   and stopped here) or Prefect's ephemeral API (``--server ephemeral``).
@@ -33,11 +33,12 @@ import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from align4d_core import storage  # noqa: E402
 from align4d_core.config import SampleConfig, build_run_config  # noqa: E402
-from align4d_core.generate import generate  # noqa: E402
-from align4d_core.manifest import MANIFEST_NAME, read_manifest  # noqa: E402
-from align4d_core.runs import RunSpec, pair_uris  # noqa: E402
+from align4d_core.io import storage  # noqa: E402
+from align4d_core.io.manifest import MANIFEST_NAME, read_manifest  # noqa: E402
+from align4d_core.pairs import item_pair  # noqa: E402
+from align4d_core.pipeline.generate import generate  # noqa: E402
+from align4d_core.pipeline.runs import RunSpec  # noqa: E402
 from align4d_core.runtime import tune_allocator  # noqa: E402
 from align4d_core.sample import write_sample  # noqa: E402
 
@@ -72,7 +73,7 @@ def time_core(dataset: str, out: str, limit: int | None = None) -> list[float]:
     seconds = []
     for item in read_manifest(dataset)[:limit]:
         started = time.perf_counter()
-        generate(pair_uris(dataset, item), storage.join(out, item.id), config, device="cpu")
+        generate(item_pair(dataset, item), storage.join(out, item.id), config, device="cpu")
         seconds.append(time.perf_counter() - started)
     return seconds
 
@@ -83,10 +84,19 @@ def start_server() -> tuple[subprocess.Popen, str, str]:
         port = s.getsockname()[1]
     home = tempfile.mkdtemp(prefix="prefect-home-")
     api = f"http://127.0.0.1:{port}/api"
-    env = {**os.environ, "PREFECT_HOME": home, "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_UI_ENABLED": "false"}
-    proc = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port",
-                             str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)  # fmt: skip
+    env = {
+        **os.environ,
+        "PREFECT_HOME": home,
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_UI_ENABLED": "false",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     deadline = time.time() + 180
     while time.time() < deadline:
         try:
@@ -162,14 +172,20 @@ def main() -> None:
     overhead = (flow_total - core_total) / n
     print(f"orchestration: {n} items, dry-run config, Prefect API: {args.server}, torch threads {os.cpu_count()}")
     print(f"  core alone        total {core_total:7.1f} s   median per item {statistics.median(core):.3f} s")
-    print(f"  flow align4d      total {flow_total:7.1f} s   median per item {statistics.median(gaps):.3f} s "
-          f"(between item ends)")  # fmt: skip
-    print(f"  overhead per item {overhead:.3f} s (flow/core {flow_total / core_total:.2f}x); "
-          f"goal <= {OVERHEAD_GOAL_S:.1f} s: {'met' if overhead <= OVERHEAD_GOAL_S else 'NOT met'}")  # fmt: skip
+    print(
+        f"  flow align4d      total {flow_total:7.1f} s   median per item {statistics.median(gaps):.3f} s "
+        f"(between item ends)"
+    )
+    print(
+        f"  overhead per item {overhead:.3f} s (flow/core {flow_total / core_total:.2f}x); "
+        f"goal <= {OVERHEAD_GOAL_S:.1f} s: {'met' if overhead <= OVERHEAD_GOAL_S else 'NOT met'}"
+    )
     if 10 in memory and n in memory:
         growth = memory[n] / memory[10] - 1
-        print(f"  RSS at item 10 {memory[10]:.0f} MiB, at item {n} {memory[n]:.0f} MiB: {growth:+.1%}; "
-              f"goal within {MEMORY_GOAL:.0%}: {'met' if abs(growth) <= MEMORY_GOAL else 'NOT met'}")  # fmt: skip
+        print(
+            f"  RSS at item 10 {memory[10]:.0f} MiB, at item {n} {memory[n]:.0f} MiB: {growth:+.1%}; "
+            f"goal within {MEMORY_GOAL:.0%}: {'met' if abs(growth) <= MEMORY_GOAL else 'NOT met'}"
+        )
 
 
 if __name__ == "__main__":

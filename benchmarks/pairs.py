@@ -74,19 +74,30 @@ def _row(name: str, pairs_settings: dict, device: str, repeats: int, queue) -> N
     image = torch.ones(64, 64, 3)
     image[16:48, 20:44] = torch.tensor([0.9, 0.4, 0.1])
     section, load_class, run = {
-        "text_to_image (SDXL)": (config.text_to_image, "StableDiffusionXLPipeline",
-                                 lambda: TextToImage(config.text_to_image, dev)("a red toy robot")),
-        "image_to_video (SVD)": (config.image_to_video, "StableVideoDiffusionPipeline",
-                                 lambda: ImageToVideo(config.image_to_video, dev)(image)),
-        "image_to_3d (Shap-E)": (config.image_to_3d, "ShapEImg2ImgPipeline",
-                                 lambda: image_to_3d(config.image_to_3d, dev)(image)),
+        "text_to_image (SDXL)": (
+            config.text_to_image,
+            "StableDiffusionXLPipeline",
+            lambda: TextToImage(config.text_to_image, dev)("a red toy robot"),
+        ),
+        "image_to_video (SVD)": (
+            config.image_to_video,
+            "StableVideoDiffusionPipeline",
+            lambda: ImageToVideo(config.image_to_video, dev)(image),
+        ),
+        "image_to_3d (Shap-E)": (
+            config.image_to_3d,
+            "ShapEImg2ImgPipeline",
+            lambda: image_to_3d(config.image_to_3d, dev)(image),
+        ),
         "caption (BLIP)": (config.caption, None, lambda: caption(image, config.caption, dev)),
-        "masks (threshold, 14x576x576)": (None, None,
-                                          lambda: white_background_masks(_frames(14, 576), config.masks.white_threshold)),
-        "masks (torch path, 14x576x576)": (None, None, lambda: _torch_masks(_frames(14, 576), config.masks.white_threshold)),
+        "masks (threshold, 14x576x576)": (
+            None,
+            None,
+            lambda: white_background_masks(_frames(14, 576), config.masks.white_threshold),
+        ),
         "front_view (16k Gaussians, 512 px)": (None, None, lambda: front_view(_sphere(16384), FrontViewConfig(), 49.1)),
         "baseline (imports only)": (None, None, lambda: None),
-    }[name]  # fmt: skip
+    }[name]
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
     load = None
@@ -108,19 +119,25 @@ def _row(name: str, pairs_settings: dict, device: str, repeats: int, queue) -> N
             load = time.perf_counter() - started
             del pipe
             weights.free_memory(dev)
-        queue.put({"row": name, "model": getattr(section, "model", "-") if section else "-", "load_s": load,
-                   "call_s": statistics.median(calls), "first_s": calls[0], "peak_mib": _peak(device),
-                   "out": _describe(out)})  # fmt: skip
+        queue.put(
+            {
+                "row": name,
+                "model": getattr(section, "model", "-") if section else "-",
+                "load_s": load,
+                "call_s": statistics.median(calls),
+                "first_s": calls[0],
+                "peak_mib": _peak(device),
+                "out": _describe(out),
+            }
+        )
     except Exception as error:  # noqa: BLE001 - a missing model is a row, not a crash
-        queue.put({"row": name, "model": getattr(section, "model", "-") if section else "-",
-                   "error": f"{type(error).__name__}: {str(error)[:160]}"})  # fmt: skip
-
-
-def _torch_masks(frames, threshold: float):
-    """The white-background rule through the torch fallback (machines without scipy)."""
-    from align4d_core.pairs.masks import border_connected_torch
-
-    return ~border_connected_torch((1.0 - frames).amax(dim=-1) <= threshold)
+        queue.put(
+            {
+                "row": name,
+                "model": getattr(section, "model", "-") if section else "-",
+                "error": f"{type(error).__name__}: {str(error)[:160]}",
+            }
+        )
 
 
 def _frames(n: int, size: int):
@@ -134,7 +151,7 @@ def _frames(n: int, size: int):
 def _sphere(n: int):
     import trimesh
 
-    from align4d_core.mesh import gaussians_from_mesh
+    from align4d_core.io.mesh import gaussians_from_mesh
 
     return gaussians_from_mesh(trimesh.creation.icosphere(subdivisions=4, radius=0.45), n, seed=0)
 
@@ -151,9 +168,14 @@ def _describe(out) -> str:
     return repr(out)[:40]
 
 
-ROWS = ("text_to_image (SDXL)", "image_to_video (SVD)", "image_to_3d (Shap-E)", "caption (BLIP)",
-        "masks (threshold, 14x576x576)", "masks (torch path, 14x576x576)",
-        "front_view (16k Gaussians, 512 px)", "baseline (imports only)")  # fmt: skip
+ROWS = (
+    "text_to_image (SDXL)",
+    "image_to_video (SVD)",
+    "image_to_3d (Shap-E)",
+    "caption (BLIP)",
+    "front_view (16k Gaussians, 512 px)",
+    "baseline (imports only)",
+)
 
 
 def run_rows(label: str, settings: dict, device: str, repeats: int, rows=ROWS) -> list[dict]:
@@ -176,8 +198,11 @@ def _print(r: dict) -> None:
         print(f"{r['set']:<6} {r['row']:<36} {'-':>7} {'-':>8} {'-':>8} {'-':>9}  {r['error']}", flush=True)
         return
     load = f"{r['load_s']:.3f}" if r["load_s"] is not None else "-"
-    print(f"{r['set']:<6} {r['row']:<36} {load:>7} {r['first_s']:>8.3f} {r['call_s']:>8.3f} {r['peak_mib']:>9.0f}  "
-          f"{r['out']}", flush=True)  # fmt: skip
+    print(
+        f"{r['set']:<6} {r['row']:<36} {load:>7} {r['first_s']:>8.3f} {r['call_s']:>8.3f} {r['peak_mib']:>9.0f}  "
+        f"{r['out']}",
+        flush=True,
+    )
 
 
 def main() -> None:
@@ -189,13 +214,17 @@ def main() -> None:
     parser.add_argument("--json", help="also write the rows here")
     args = parser.parse_args()
 
+    import tiny_pairs
     import torch
 
-    import tiny_pairs
-
-    print(f"torch {torch.__version__}, device {args.device}"
-          + (f" ({torch.cuda.get_device_name()})" if args.device == "cuda" else f", {os.cpu_count()} CPUs, "
-             f"{os.environ.get('BENCH_THREADS', '2')} threads"))  # fmt: skip
+    print(
+        f"torch {torch.__version__}, device {args.device}"
+        + (
+            f" ({torch.cuda.get_device_name()})"
+            if args.device == "cuda"
+            else f", {os.cpu_count()} CPUs, {os.environ.get('BENCH_THREADS', '2')} threads"
+        )
+    )
     print(f"{'set':<6} {'generator':<36} {'load s':>7} {'first s':>8} {'call s':>8} {'peak MiB':>9}  output")
     rows = []
     with tempfile.TemporaryDirectory(prefix="align4d-pairs-bench-") as tmp:

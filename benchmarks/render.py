@@ -20,8 +20,8 @@ Scenes are objects as align4d renders them: Gaussians on the surface of a sphere
 from __future__ import annotations
 
 import argparse
-import math
 import json
+import math
 import multiprocessing as mp
 import os
 import resource
@@ -34,11 +34,11 @@ import trimesh
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from align4d_core.cameras import orbit_cameras  # noqa: E402
-from align4d_core.mesh import gaussians_from_mesh  # noqa: E402
-from align4d_core.render import rasterize  # noqa: E402
-from align4d_core.render.reference import render_reference  # noqa: E402
+from align4d_core.io.mesh import gaussians_from_mesh  # noqa: E402
 from align4d_core.runtime import tune_allocator  # noqa: E402
+from align4d_core.scene.cameras import orbit_cameras  # noqa: E402
+from align4d_core.scene.render import rasterize  # noqa: E402
+from align4d_core.scene.render.reference import render_reference  # noqa: E402
 
 GOAL_SECONDS = 0.5  # issue #2: 4k Gaussians, 128 px, 8 cameras, forward+backward, 2-core CPU
 
@@ -105,10 +105,16 @@ def _time_one(n: int, size: int, n_cams: int, reps: int, backend: str, device: s
         total.append(t2 - t1)
     peak = torch.cuda.max_memory_allocated() if device == "cuda" else _peak_rss_bytes()
     return {
-        "gaussians": n, "size": size, "cameras": n_cams, "backend": backend,
-        "forward_s": statistics.median(fwd), "forward_backward_s": statistics.median(total),
-        "peak_bytes": peak, "rss_before_bytes": base, "pixels_visited": out.n_pairs,
-    }  # fmt: skip
+        "gaussians": n,
+        "size": size,
+        "cameras": n_cams,
+        "backend": backend,
+        "forward_s": statistics.median(fwd),
+        "forward_backward_s": statistics.median(total),
+        "peak_bytes": peak,
+        "rss_before_bytes": base,
+        "pixels_visited": out.n_pairs,
+    }
 
 
 def _child(queue, kwargs):
@@ -145,7 +151,9 @@ def reference_ratio(reps: int) -> dict:
     ref_scene = [t.requires_grad_(True) for t in object_scene(n, dtype=torch.float64)]
     cams64 = cameras(n_cams, size, dtype=torch.float64)
     t0 = time.perf_counter()
-    rgb, alpha, _ = render_reference(*ref_scene, cams64.viewmats, cams64.Ks, size, size, torch.ones(3, dtype=torch.float64))
+    rgb, alpha, _ = render_reference(
+        *ref_scene, cams64.viewmats, cams64.Ks, size, size, torch.ones(3, dtype=torch.float64)
+    )
     (rgb.sum() + alpha.sum()).backward()
     ref = time.perf_counter() - t0
     fast_s = statistics.median(fast[1:])
@@ -162,8 +170,8 @@ def near_discontinuity(scene, cams, size: int, margin: float = 1e-3) -> torch.Te
     fast path in float64 and reported apart, so that the accumulation error, which is what the
     float64 transmittance sum guards against, is measured on the rest.
     """
-    from align4d_core.render import cpu
-    from align4d_core.render.projection import ALPHA_MIN, TRANSMITTANCE_MIN, project
+    from align4d_core.scene.render import cpu
+    from align4d_core.scene.render.projection import ALPHA_MIN, TRANSMITTANCE_MIN, project
 
     means, quats, scales, opacities, _ = [t.double() for t in scene]
     proj = project(means, quats, scales, opacities, cams.viewmats, cams.Ks, size, size)
@@ -176,8 +184,10 @@ def near_discontinuity(scene, cams, size: int, margin: float = 1e-3) -> torch.Te
     near = (alpha / ALPHA_MIN - 1).abs() < margin
     near |= passes & ((log_t_after - math.log(TRANSMITTANCE_MIN)).abs() < margin)
     flags = torch.zeros(strips.n_groups, strips.strip, dtype=torch.bool)
-    flags.index_put_((strips.group[None].expand_as(near)[near], torch.nonzero(near)[:, 0]),
-                     torch.ones(int(near.sum()), dtype=torch.bool))  # fmt: skip
+    flags.index_put_(
+        (strips.group[None].expand_as(near)[near], torch.nonzero(near)[:, 0]),
+        torch.ones(int(near.sum()), dtype=torch.bool),
+    )
     padded = strips.n_groups // (len(cams) * size) * strips.strip
     return flags.reshape(len(cams), size, padded)[0, :, :size]
 
@@ -263,24 +273,34 @@ def main() -> None:
                     print(f"{n:>9} {size:>4} failed: {row['error']}")
                     continue
                 peak = row["peak_bytes"] if device == "cuda" else row["peak_bytes"] - row["rss_before_bytes"]
-                print(f"{n:>9} {size:>4} {row['forward_s']:>8.3f}s {row['forward_backward_s']:>8.3f}s "
-                      f"{_fmt_bytes(peak)} {row['pixels_visited'] or 0:>15,}")  # fmt: skip
+                print(
+                    f"{n:>9} {size:>4} {row['forward_s']:>8.3f}s {row['forward_backward_s']:>8.3f}s "
+                    f"{_fmt_bytes(peak)} {row['pixels_visited'] or 0:>15,}"
+                )
 
     goal = next((r for r in rows if r.get("backend") == "cpu" and r["gaussians"] == 4000 and r["size"] == 128), None)
     if goal and "error" not in goal:
-        print(f"\ngoal: 4k Gaussians, 128 px, 8 cameras, forward+backward {goal['forward_backward_s']:.3f} s "
-              f"(goal ≤ {GOAL_SECONDS} s: {'met' if goal['forward_backward_s'] <= GOAL_SECONDS else 'NOT met'})")  # fmt: skip
+        print(
+            f"\ngoal: 4k Gaussians, 128 px, 8 cameras, forward+backward {goal['forward_backward_s']:.3f} s "
+            f"(goal ≤ {GOAL_SECONDS} s: {'met' if goal['forward_backward_s'] <= GOAL_SECONDS else 'NOT met'})"
+        )
 
     ratio = reference_ratio(args.reps)
-    print(f"\nvs brute-force float64 reference, 1k Gaussians, 64 px, 8 cameras, forward+backward: "
-          f"fast {ratio['fast_s']:.3f} s, reference {ratio['reference_s']:.1f} s, speed-up {ratio['speedup']:.0f}x")  # fmt: skip
+    print(
+        f"\nvs brute-force float64 reference, 1k Gaussians, 64 px, 8 cameras, forward+backward: "
+        f"fast {ratio['fast_s']:.3f} s, reference {ratio['reference_s']:.1f} s, speed-up {ratio['speedup']:.0f}x"
+    )
 
     agree = agreement()
     print("\nagreement at 4k Gaussians, 128 px, 1 camera (float32 fast vs float64 reference; goals ≤ 1e-4):")
-    print(f"  pixels with a Gaussian within 0.1% of gsplat's alpha or transmittance cut-off: "
-          f"{agree['pixels_near_cutoff']} of {128 * 128}")  # fmt: skip
-    print(f"  max pixel error: {agree['max_pixel_error_elsewhere']:.1e} elsewhere, "
-          f"{agree['max_pixel_error']:.1e} over all pixels")  # fmt: skip
+    print(
+        f"  pixels with a Gaussian within 0.1% of gsplat's alpha or transmittance cut-off: "
+        f"{agree['pixels_near_cutoff']} of {128 * 128}"
+    )
+    print(
+        f"  max pixel error: {agree['max_pixel_error_elsewhere']:.1e} elsewhere, "
+        f"{agree['max_pixel_error']:.1e} over all pixels"
+    )
     for key, label in (("relative_gradient_error_elsewhere", "elsewhere"), ("relative_gradient_error", "all pixels")):
         grads = ", ".join(f"{k} {v:.1e}" for k, v in agree[key].items())
         print(f"  relative gradient error ({label}): {grads}")

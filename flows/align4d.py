@@ -9,15 +9,16 @@ many failed. Nothing large passes through Prefect: rows travel as ``row.json`` f
 
 from __future__ import annotations
 
-import time
+import asyncio
 
 from prefect import flow, get_run_logger
-from prefect.client.orchestration import get_client
 from prefect.deployments import run_deployment
+from prefect.flow_runs import wait_for_flow_run
 from prefect.states import Completed, Failed
+from prefect.utilities.asyncutils import run_coro_as_sync
 
-from align4d_core import storage
-from align4d_core.runs import RunSpec, ensure_dataset, error_item_id, item_folder, select_items, write_run_json
+from align4d_core.io import storage
+from align4d_core.pipeline.runs import RunSpec, ensure_dataset, error_item_id, item_folder, select_items, write_run_json
 from flows.item import align4d_item, failed_row
 from tasks import aggregate
 
@@ -34,11 +35,10 @@ def align4d(
     limit: int | None = None,
     dispatch: str = "inline",
     item_deployment: str = ITEM_DEPLOYMENT,
-    poll_seconds: float = 5.0,
 ):
     """Run align4d over ``dataset`` (default: the bundled sample) into ``out/<run_id>``.
 
-    ``settings`` overrides any default of align4d_core/config.py (a config file's contents);
+    ``settings`` overrides any default of align4d_core/config/schema.py (a config file's contents);
     ``methods`` are presets (``align4d``, ``no-oda``, ``no-mgja``, ``no-ao``; default the full
     method); ``items`` filters by id and ``limit`` keeps the first N.
     """
@@ -58,7 +58,7 @@ def align4d(
     if dispatch == "inline":
         rows += [_inline(dataset, item, method, spec) for item, method in jobs]
     else:
-        rows += _deployed(dataset, jobs, spec, item_deployment, poll_seconds)
+        rows += _deployed(dataset, jobs, spec, item_deployment)
 
     summary = aggregate(spec.root, rows)
     message = f"{summary['rows'] - summary['failed']} of {summary['rows']} item runs completed; tables in {summary['results']}"
@@ -79,23 +79,31 @@ def _inline(dataset: str, item, method: str, spec: RunSpec) -> dict:
     return _row(item.id, method, spec, None if state.is_completed() else state.message)
 
 
-def _deployed(dataset: str, jobs: list, spec: RunSpec, deployment: str, poll_seconds: float) -> list[dict]:
-    """Queue every item's run on the GPU deployment at once, then wait for all of them."""
+def _deployed(dataset: str, jobs: list, spec: RunSpec, deployment: str) -> list[dict]:
+    """Queue every item's run on the GPU deployment at once, then wait for all of them to end.
+
+    Prefect's ``wait_for_flow_run`` follows each run's state through the server's event stream: no
+    polling loop of our own, and the orchestrating process stays idle while the workers run.
+    """
     runs = []
     for item, method in jobs:
-        params = {"dataset": dataset, "item": item.to_json(), "method": method, "run_root": spec.root,
-                  "settings": spec.settings}  # fmt: skip
-        flow_run = run_deployment(deployment, parameters=params, timeout=0, as_subflow=True,
-                                  flow_run_name=f"{item.id}-{method}")  # fmt: skip
+        params = {
+            "dataset": dataset,
+            "item": item.to_json(),
+            "method": method,
+            "run_root": spec.root,
+            "settings": spec.settings,
+        }
+        flow_run = run_deployment(
+            deployment, parameters=params, timeout=0, as_subflow=True, flow_run_name=f"{item.id}-{method}"
+        )
         runs.append((item.id, method, flow_run.id))
-    states = {}
-    with get_client(sync_client=True) as client:
-        while len(states) < len(runs):
-            for item_id, method, run_id in runs:
-                if run_id not in states:
-                    state = client.read_flow_run(run_id).state
-                    if state is not None and state.is_final():
-                        states[run_id] = state
-            if len(states) < len(runs):
-                time.sleep(poll_seconds)
-    return [_row(i, m, spec, None if states[r].is_completed() else states[r].message) for i, m, r in runs]
+
+    async def wait_all() -> list:
+        return await asyncio.gather(*(wait_for_flow_run(run_id, timeout=None) for _, _, run_id in runs))
+
+    finished = run_coro_as_sync(wait_all())
+    return [
+        _row(item_id, method, spec, None if run.state.is_completed() else run.state.message)
+        for (item_id, method, _), run in zip(runs, finished)
+    ]

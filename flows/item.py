@@ -10,11 +10,10 @@ from __future__ import annotations
 
 from prefect import flow
 
-from align4d_core import storage
-from align4d_core.rows import completed_row, failed_row
-from align4d_core.runs import item_folder
+from align4d_core.io import storage
+from align4d_core.pipeline.runs import item_folder
+from align4d_core.reporting.rows import completed_row, failed_row
 from tasks import evaluate, optimize, pairs, render, search
-from tasks.common import result_storage
 
 __all__ = ["align4d_item", "completed_row", "failed_row"]
 
@@ -23,13 +22,12 @@ __all__ = ["align4d_item", "completed_row", "failed_row"]
 def align4d_item(dataset: str, item: dict, method: str, run_root: str, settings: dict | None = None) -> dict:
     settings = settings or {}
     out = item_folder(run_root, item["id"], method)
-    keep = result_storage(run_root)
     try:
         pair = pairs(dataset, item, run_root, settings)
-        found = search.with_options(result_storage=keep)(pair, out, settings, method)
-        optimized = optimize.with_options(result_storage=keep)(pair, out, settings, method, found)
-        rendered = render.with_options(result_storage=keep)(pair, out, settings, method, found, optimized)
-        metrics = evaluate.with_options(result_storage=keep)(pair, out, settings, method, rendered)
+        found = search(pair, out, settings, method)
+        optimized = optimize(pair, out, settings, method, found)
+        rendered = render(pair, out, settings, method, found, optimized)
+        metrics = evaluate(pair, out, settings, method, rendered)
     except BaseException as error:
         storage.write_json(storage.join(out, "row.json"), failed_row(item["id"], method, error))
         raise

@@ -1,7 +1,8 @@
 """Prefect tasks of align4d: one per pipeline stage, passing URIs and small JSON, never tensors.
 
-Each task loads its inputs from storage, calls the matching stage of ``align4d_core`` (see
-``align4d_core/stages.py``) and returns the stage's small JSON result (DESIGN.md §1, §2).
+Each task calls the matching stage of ``align4d_core`` (``align4d_core/pipeline/stages.py``, the
+pair stage in ``align4d_core/pairs/stage.py``) and returns the stage's small JSON result (DESIGN.md
+§1, §2). The stages' own markers are the one cache: see :mod:`tasks.common`.
 """
 
 from .aggregate import aggregate

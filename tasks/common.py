@@ -1,14 +1,15 @@
-"""What every align4d task shares: retries on transient storage errors, cache keys, result storage.
+"""What every align4d task shares: the task options, retries on transient storage errors, the gpu slot.
 
 * Retries: a task is retried (with backoff) only when it failed on a transient error — a network or
   storage hiccup (``OSError``, ``ConnectionError``, ``TimeoutError``, botocore's connection and
   throttling errors). Bad input (:class:`~align4d_core.errors.InputError`) is never retried: it would
   fail the same way.
-* Cache keys: the stage, the object folder, the resolved settings, the content hashes of the pair's
-  files and the code version — exactly what determines a stage's result — so that a re-run of the
-  flow skips finished stages even before the stage's own ``done.json`` would.
-* Results are persisted under the run folder (``<run>/.prefect-results``), never in the Prefect
-  server's database: large data stays in storage and results hold only URIs and small JSON.
+* One cache layer: the stages' own markers (``done.json``, keyed on the stage's settings, the
+  content hashes of its inputs and the hash of its code; ``align4d_core.io.markers``). Prefect's
+  task cache is off (``NO_CACHE``) and results are not persisted: a second layer keyed on less would
+  only be a way to be wrong, and the markers live with the artifacts, so any worker, any server and
+  ``align4d generate`` see the same ones. A re-run calls each task, which finds its marker and returns
+  its recorded small JSON at once.
 """
 
 from __future__ import annotations
@@ -16,20 +17,26 @@ from __future__ import annotations
 import contextlib
 import functools
 
+from prefect import task
+from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
 from prefect.concurrency.sync import concurrency
-from prefect.filesystems import LocalFileSystem, RemoteFileSystem
 
-from align4d_core import storage
-from align4d_core.done import code_version
 from align4d_core.errors import InputError
-from align4d_core.hashing import hash_json
 
 RETRY_DELAYS = [2, 8, 30]  # seconds, between the attempts of a task failing on a transient error
 
-_TRANSIENT_BOTOCORE = ("EndpointConnectionError", "ConnectionClosedError", "ReadTimeoutError",
-                       "ConnectTimeoutError", "SlowDown", "ServiceUnavailable", "RequestTimeout",
-                       "InternalError", "ThrottlingException")  # fmt: skip
+_TRANSIENT_BOTOCORE = (
+    "EndpointConnectionError",
+    "ConnectionClosedError",
+    "ReadTimeoutError",
+    "ConnectTimeoutError",
+    "SlowDown",
+    "ServiceUnavailable",
+    "RequestTimeout",
+    "InternalError",
+    "ThrottlingException",
+)
 
 
 def is_transient(error: BaseException) -> bool:
@@ -56,30 +63,16 @@ def retry_transient(task, task_run, state) -> bool:
     return False
 
 
-def stage_cache_key(context, parameters: dict) -> str:
-    """stage · folder · settings · input content hashes · code version."""
-    stage = context.task.name
-    return "-".join([
-        stage,
-        hash_json({"out": parameters["out"], "settings": parameters["settings"], "method": parameters["method"]})[:16],
-        hash_json(parameters["pair"].get("hashes", {}))[:16],
-        code_version(),
-    ])  # fmt: skip
-
-
-def result_storage(run_root: str):
-    """Where task results of the run are persisted: inside the run folder, on any fsspec URI.
-
-    Prefect needs the storage block saved server-side; it is saved under a name derived from the
-    folder, so every worker of the run resolves the same block.
-    """
-    folder = storage.join(run_root, ".prefect-results")
-    if storage.is_local(folder):
-        block = LocalFileSystem(basepath=storage.filesystem(folder)[1])
-    else:
-        block = RemoteFileSystem(basepath=folder)
-    block.save(f"align4d-results-{hash_json(folder)[:16]}", overwrite=True)
-    return block
+def stage_task(name: str):
+    """The decorator of every align4d task: its name, retries on transient errors only, no cache."""
+    return task(
+        name=name,
+        retries=len(RETRY_DELAYS),
+        retry_delay_seconds=RETRY_DELAYS,
+        retry_condition_fn=retry_transient,
+        cache_policy=NO_CACHE,
+        persist_result=False,
+    )
 
 
 GPU_LIMIT = "gpu"

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from prefect import task
+from align4d_core.io.manifest import Item
+from align4d_core.pipeline import stages
 
-from align4d_core import stages
-
-from .common import RETRY_DELAYS, retry_transient, stage_cache_key
+from .common import stage_task
 from .settings import resolved
 
 
-@task(name="evaluate", retries=len(RETRY_DELAYS), retry_delay_seconds=RETRY_DELAYS,
-      retry_condition_fn=retry_transient, cache_key_fn=stage_cache_key, persist_result=True)  # fmt: skip
+@stage_task("evaluate")
 def evaluate(pair: dict, out: str, settings: dict, method: str, rendered: dict) -> dict:
     config, _ = resolved(settings, method)
-    return stages.evaluate_stage(stages.PairURIs(**pair["uris"]), out, config)
+    return stages.evaluate_stage(Item(**pair["item"]), out, config)

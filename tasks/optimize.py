@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from prefect import get_run_logger, task
+from prefect import get_run_logger
 
-from align4d_core import stages
+from align4d_core.io.manifest import Item
+from align4d_core.pipeline import stages
 
-from .common import RETRY_DELAYS, gpu_slot, retry_transient, stage_cache_key
+from .common import gpu_slot, stage_task
 from .settings import resolved
 
 
-@task(name="optimize", retries=len(RETRY_DELAYS), retry_delay_seconds=RETRY_DELAYS,
-      retry_condition_fn=retry_transient, cache_key_fn=stage_cache_key, persist_result=True)  # fmt: skip
+@stage_task("optimize")
 def optimize(pair: dict, out: str, settings: dict, method: str, found: dict) -> dict:
     config, device = resolved(settings, method)
     logger = get_run_logger()
@@ -22,4 +22,4 @@ def optimize(pair: dict, out: str, settings: dict, method: str, found: dict) -> 
             logger.info("step %d/%d [%s] loss %.4g", step, steps, record["phase"], record["loss"])
 
     with gpu_slot():
-        return stages.optimize_stage(stages.PairURIs(**pair["uris"]), out, config, device, found, progress)
+        return stages.optimize_stage(Item(**pair["item"]), out, config, device, found, progress)

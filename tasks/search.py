@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from prefect import task
+from align4d_core.io.manifest import Item
+from align4d_core.pipeline import stages
 
-from align4d_core import stages
-
-from .common import RETRY_DELAYS, gpu_slot, retry_transient, stage_cache_key
+from .common import gpu_slot, stage_task
 from .settings import resolved
 
 
-@task(name="search", retries=len(RETRY_DELAYS), retry_delay_seconds=RETRY_DELAYS, retry_condition_fn=retry_transient,
-      cache_key_fn=stage_cache_key, persist_result=True)  # fmt: skip
+@stage_task("search")
 def search(pair: dict, out: str, settings: dict, method: str) -> dict:
     config, device = resolved(settings, method)
     with gpu_slot():
-        return stages.search_stage(stages.PairURIs(**pair["uris"]), out, config, device)
+        return stages.search_stage(Item(**pair["item"]), out, config, device)

@@ -9,7 +9,8 @@ from __future__ import annotations
 import torch
 
 from align4d_core.config import RunConfig, build_run_config
-from align4d_core.stages import device_of, resolve_backend
+from align4d_core.pipeline.devices import resolve_backend
+from align4d_core.runtime import device_of
 
 
 def resolved(settings: dict, method: str) -> tuple[RunConfig, torch.device]:

@@ -63,7 +63,7 @@ def s3_server() -> Iterator[str]:
 @pytest.fixture
 def s3_bucket(s3_server: str) -> Iterator[str]:
     """A fresh, empty ``s3://<bucket>/prefix-<uuid>`` for one test, removed afterwards."""
-    from align4d_core import storage
+    from align4d_core.io import storage
 
     root = f"s3://{TEST_BUCKET}/prefix-{uuid.uuid4().hex}"
     yield root
@@ -73,7 +73,7 @@ def s3_bucket(s3_server: str) -> Iterator[str]:
 @pytest.fixture
 def memory_root() -> Iterator[str]:
     """A fresh ``memory://`` root for one test, removed afterwards."""
-    from align4d_core import storage
+    from align4d_core.io import storage
 
     root = f"memory://align4d-{uuid.uuid4().hex}"
     yield root

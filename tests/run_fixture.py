@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import torch
 
-from align4d_core import storage
-from align4d_core.done import write_done
-from align4d_core.media import write_video
-from align4d_core.oda import SearchResult
-from align4d_core.plots import plot_losses, plot_search
-from align4d_core.rows import completed_row, failed_row
+from align4d_core.io import storage
+from align4d_core.io.markers import write_done
+from align4d_core.io.media import write_video
+from align4d_core.method.oda import SearchResult
+from align4d_core.pipeline.plots import plot_losses, plot_search
+from align4d_core.reporting.rows import completed_row, failed_row
 
 ITEMS = ("a_item", "b-item")
 METHODS = ("align4d", "no-ao", "no-oda")
@@ -57,8 +57,16 @@ def _search(method: str) -> SearchResult:
     distances = [round(0.00001 + 0.05 * k, 10) for k in range(61)]
     mse = [(d - VAOD) ** 2 for d in distances]
     sds = [abs(d - MAOD) + 0.1 * d for d in distances]
-    return SearchResult(VAOD, MAOD, distances, mse, None, sds, "lowest local minimum of the probe strictly left of VAOD",
-                        dict(SEARCH_SECONDS))  # fmt: skip
+    return SearchResult(
+        VAOD,
+        MAOD,
+        distances,
+        mse,
+        None,
+        sds,
+        "lowest local minimum of the probe strictly left of VAOD",
+        dict(SEARCH_SECONDS),
+    )
 
 
 def _video(uri: str, frames: int, height: int, width: int, seed: int) -> None:
@@ -81,26 +89,47 @@ def write_item(root: str, item: str, method: str) -> dict:
     _video(storage.join(out, "videos", "front_vs_input.mp4"), 6, 32, 64, seed=7)
     psnr, ssim, lpips = VALUES[(item, method)]
     missing = {k: v for k, v in REASONS.items() if k != "lpips" or lpips is None}
-    metrics = {"psnr": psnr, "ssim": ssim, "lpips": lpips, "clip": None, "clip_f": None, "fvd": None,
-               "missing": missing}  # fmt: skip
+    metrics = {
+        "psnr": psnr,
+        "ssim": ssim,
+        "lpips": lpips,
+        "clip": None,
+        "clip_f": None,
+        "fvd": None,
+        "missing": missing,
+    }
     storage.write_json(storage.join(out, "metrics.json"), metrics)
     for stage, (seconds, peak) in STAGE_COST.items():
         extra = {"vaod": found.vaod, "maod": found.maod, "seconds": found.seconds} if stage == "search" else {}
-        write_done(storage.join(out, "stages", stage), config_hash="fixture", input_hashes={},
-                   timings={stage: seconds * scale}, peak_memory_bytes=int(peak * GIB), extra=extra)  # fmt: skip
+        write_done(
+            storage.join(out, "stages", stage),
+            config_hash="fixture",
+            input_hashes={},
+            timings={stage: seconds * scale},
+            peak_memory_bytes=int(peak * GIB),
+            extra=extra,
+        )
     search_result = {"vaod": found.vaod, "maod": found.maod, "maod_rule": found.maod_rule, "seconds": found.seconds}
-    row = completed_row(item, method, out, search_result, {"gaussians": 1000, "final_loss": history[-1]["loss"]},
-                        metrics)  # fmt: skip
+    row = completed_row(
+        item, method, out, search_result, {"gaussians": 1000, "final_loss": history[-1]["loss"]}, metrics
+    )
     storage.write_json(storage.join(out, "row.json"), row)
     return row
 
 
 def write_run(root: str) -> list[dict]:
     """The whole run folder; returns its rows in the order the flow would pass them."""
-    storage.write_json(storage.join(root, "run.json"), {"run_id": "fixture", "dataset": "memory://nowhere",
-                                                        "methods": list(METHODS), "items": list(ITEMS),
-                                                        "started_at": "2026-01-01T00:00:00+00:00",
-                                                        "code_version": "test"})  # fmt: skip
+    storage.write_json(
+        storage.join(root, "run.json"),
+        {
+            "run_id": "fixture",
+            "dataset": "memory://nowhere",
+            "methods": list(METHODS),
+            "items": list(ITEMS),
+            "started_at": "2026-01-01T00:00:00+00:00",
+            "code_version": "test",
+        },
+    )
     rows = []
     for item in ITEMS:
         for method in METHODS:

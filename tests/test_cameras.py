@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from align4d_core.cameras import FOVY_DEG, intrinsics, orbit_cameras
+from align4d_core.scene.cameras import FOVY_DEG, intrinsics, orbit_cameras
 
 
 def _project(cams, point):
@@ -18,14 +18,10 @@ def _project(cams, point):
 
 def test_front_camera_sits_on_plus_z_looking_at_the_origin():
     cams = orbit_cameras(0.0, 0.0, 2.0, width=64, dtype=torch.float64)
-    expected = torch.tensor(
-        [[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 2], [0, 0, 0, 1]], dtype=torch.float64
-    )
+    expected = torch.tensor([[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 2], [0, 0, 0, 1]], dtype=torch.float64)
     torch.testing.assert_close(cams.c2w[0], expected)
     # OpenCV world-to-camera: y and z flipped, camera 2 units in front of the origin
-    viewmat = torch.tensor(
-        [[1, 0, 0, 0], [0, -1, 0, 0], [0, 0, -1, 2], [0, 0, 0, 1]], dtype=torch.float64
-    )
+    viewmat = torch.tensor([[1, 0, 0, 0], [0, -1, 0, 0], [0, 0, -1, 2], [0, 0, 0, 1]], dtype=torch.float64)
     torch.testing.assert_close(cams.viewmats[0], viewmat)
 
 
@@ -61,12 +57,12 @@ def test_every_camera_looks_at_the_origin_with_a_rotation_matrix():
 
 def test_image_axes_right_and_up():
     cams = orbit_cameras(0.0, 0.0, 2.0, width=64, height=48, dtype=torch.float64)
-    (u, v), = _project(cams, (0.3, 0.0, 0.0))[0]
+    ((u, v),) = _project(cams, (0.3, 0.0, 0.0))[0]
     assert u > 32 and v == pytest.approx(24)  # world +x appears on the right in the front view
-    (u, v), = _project(cams, (0.0, 0.3, 0.0))[0]
+    ((u, v),) = _project(cams, (0.0, 0.3, 0.0))[0]
     assert v < 24 and u == pytest.approx(32)  # world +y appears above the centre (rows grow down)
     side = orbit_cameras(0.0, 90.0, 2.0, width=64, height=48, dtype=torch.float64)
-    (u, v), = _project(side, (0.0, 0.0, -0.3))[0]
+    ((u, v),) = _project(side, (0.0, 0.0, -0.3))[0]
     assert u > 32  # from +x, the object's back (-z) is on the right
 
 
@@ -76,7 +72,7 @@ def test_intrinsics_from_fovy():
     torch.testing.assert_close(K, torch.tensor([[focal, 0, 32.0], [0, focal, 24.0], [0, 0, 1]], dtype=torch.float64))
     # a point at the top edge of the field of view projects to row 0
     cams = orbit_cameras(0.0, 0.0, 1.0, width=64, height=48, dtype=torch.float64)
-    (u, v), = _project(cams, (0.0, math.tan(math.radians(FOVY_DEG / 2)), 0.0))[0]
+    ((u, v),) = _project(cams, (0.0, math.tan(math.radians(FOVY_DEG / 2)), 0.0))[0]
     assert v == pytest.approx(0.0, abs=1e-9)
 
 
@@ -90,7 +86,9 @@ def test_broadcasting_and_indexing():
 def test_straight_above_is_well_defined():
     cams = orbit_cameras(90.0, 0.0, 2.0, width=16, dtype=torch.float64)
     assert torch.isfinite(cams.viewmats).all()
-    torch.testing.assert_close(cams.positions[0], torch.tensor([0.0, 2.0, 0.0], dtype=torch.float64), atol=1e-12, rtol=0)
+    torch.testing.assert_close(
+        cams.positions[0], torch.tensor([0.0, 2.0, 0.0], dtype=torch.float64), atol=1e-12, rtol=0
+    )
 
 
 def test_non_positive_distance_is_refused():

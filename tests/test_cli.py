@@ -12,16 +12,16 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from align4d.cli import app
 from align4d_core import runtime
-from align4d_core.cli import app
 
 runner = CliRunner()
 
 
 def align4d(*args: str) -> subprocess.CompletedProcess:
-    """Run ``python -m align4d_core.cli ARGS`` in a fresh process, as the console script does."""
+    """Run ``python -m align4d.cli ARGS`` in a fresh process, as the console script does."""
     return subprocess.run(
-        [sys.executable, "-m", "align4d_core.cli", *args],
+        [sys.executable, "-m", "align4d.cli", *args],
         capture_output=True,
         text=True,
         timeout=300,
@@ -30,8 +30,20 @@ def align4d(*args: str) -> subprocess.CompletedProcess:
 
 def test_sample_then_validate_in_real_processes(tmp_path):
     root = tmp_path / "sample"
-    made = align4d("sample", str(root), "--frames", "3", "--size", "32", "--gaussians", "300",
-                   "--items", "hopping_torus,waving_flag", "--seed", "5")  # fmt: skip
+    made = align4d(
+        "sample",
+        str(root),
+        "--frames",
+        "3",
+        "--size",
+        "32",
+        "--gaussians",
+        "300",
+        "--items",
+        "hopping_torus,waving_flag",
+        "--seed",
+        "5",
+    )
     assert made.returncode == 0, made.stderr
     assert f"wrote 2 items to {root}" in made.stdout
     truth = json.loads((root / "items/hopping_torus/truth.json").read_text())

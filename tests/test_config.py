@@ -45,3 +45,23 @@ def test_unknown_settings_are_errors_that_name_them():
 def test_round_trip_through_a_dict():
     config = build_run_config("cpu", preset="no-mgja")
     assert from_dict(RunConfig, to_dict(config)) == config
+
+
+def test_a_value_of_the_wrong_type_or_out_of_range_names_the_key_the_value_and_the_expectation():
+    with pytest.raises(ValueError, match=r"setting optimize.steps = '7': Input should be a valid integer"):
+        build_run_config("cpu", {"optimize": {"steps": "7"}})
+    with pytest.raises(ValueError, match=r"setting optimize.steps = 0: Input should be greater than or equal to 1"):
+        build_run_config("cpu", {"optimize": {"steps": 0}})
+    with pytest.raises(ValueError, match=r"setting guidance.backend = 'zero-123'"):
+        build_run_config("cpu", {"guidance": {"backend": "zero-123"}})
+    with pytest.raises(ValueError, match=r"setting method.oda = 1: Input should be a valid boolean"):
+        build_run_config("cpu", {"method": {"oda": 1}})
+    assert build_run_config("cpu", {"optimize": {"position_lr": [0.002, 0.0001]}}).optimize.position_lr == (0.002, 1e-4)
+
+
+def test_profiles_are_checked_when_defined():
+    from align4d_core.config import PROFILES, Profile
+
+    assert set(PROFILES) == {"paper", "cpu"} and PROFILES["paper"].overrides == {}
+    with pytest.raises(ValueError, match=r"profile 'laptop': unknown setting OptimizeConfig.stepz"):
+        Profile(name="laptop", overrides={"optimize": {"stepz": 1}}, why="a typo")

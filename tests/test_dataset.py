@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from align4d_core.dataset import load_item, validate_dataset
 from align4d_core.errors import InputError
-from align4d_core.manifest import read_manifest
+from align4d_core.io.dataset import load_item, validate_dataset
+from align4d_core.io.manifest import read_manifest
 
 N_MESH = 600  # Gaussians sampled from mesh objects while validating (speed)
 

@@ -7,9 +7,10 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from align4d_core import storage
 from align4d_core.config import DeformationConfig
-from align4d_core.deformation import (
+from align4d_core.errors import InputError
+from align4d_core.io import storage
+from align4d_core.scene.deformation import (
     FILE_FORMAT,
     DeformationField,
     HexPlane,
@@ -20,8 +21,7 @@ from align4d_core.deformation import (
     read_deformation_metadata,
     save_deformation,
 )
-from align4d_core.errors import InputError
-from align4d_core.gaussians import Gaussians
+from align4d_core.scene.gaussians import Gaussians
 
 SMALL = DeformationConfig(feature_dim=8, spatial_resolution=8, hidden=32)
 
@@ -108,8 +108,12 @@ def bilinear(plane: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> torch.Ten
     y, x = (u + 1) / 2 * (rows - 1), (v + 1) / 2 * (cols - 1)
     y0, x0 = int(y.floor().clamp(max=rows - 2)), int(x.floor().clamp(max=cols - 2))
     fy, fx = y - y0, x - x0
-    return (plane[:, y0, x0] * (1 - fy) * (1 - fx) + plane[:, y0 + 1, x0] * fy * (1 - fx)
-            + plane[:, y0, x0 + 1] * (1 - fy) * fx + plane[:, y0 + 1, x0 + 1] * fy * fx)  # fmt: skip
+    return (
+        plane[:, y0, x0] * (1 - fy) * (1 - fx)
+        + plane[:, y0 + 1, x0] * fy * (1 - fx)
+        + plane[:, y0, x0 + 1] * (1 - fy) * fx
+        + plane[:, y0 + 1, x0 + 1] * fy * fx
+    )
 
 
 # --- the field -------------------------------------------------------------------------------
@@ -181,10 +185,12 @@ def test_field_learns_a_known_motion(one_thread):
     x, y, z = canonical.means.unbind(-1)
     target = torch.stack([cos * x + sin * z, y + 0.1 * torch.sin(phase)[:, None], -sin * x + cos * z], dim=-1)
 
-    optimizer = torch.optim.Adam([
-        {"params": list(field.grid_parameters()), "lr": 0.02},
-        {"params": list(field.mlp_parameters()), "lr": 0.005},
-    ])  # fmt: skip
+    optimizer = torch.optim.Adam(
+        [
+            {"params": list(field.grid_parameters()), "lr": 0.02},
+            {"params": list(field.mlp_parameters()), "lr": 0.005},
+        ]
+    )
 
     def error() -> torch.Tensor:
         return (deform(canonical, field, frames, n_frames).means - target).square().mean()

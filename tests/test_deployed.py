@@ -20,9 +20,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from align4d_core import storage
 from align4d_core.config import SampleConfig
-from align4d_core.runs import RunSpec
+from align4d_core.io import storage
+from align4d_core.pipeline.runs import RunSpec
 from align4d_core.sample import write_sample
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,20 +47,24 @@ class Processes:
 
     def start(self, name: str, *args: str) -> subprocess.Popen:
         log = open(self.folder / f"{name}.log", "wb")  # noqa: SIM115 - closed in stop()
-        proc = subprocess.Popen([*PREFECT, *args], cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)  # fmt: skip
+        proc = subprocess.Popen(
+            [*PREFECT, *args], cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         self.started.append((name, proc, log))
         return proc
 
     def run(self, *args: str, timeout: float = 120) -> str:
-        done = subprocess.run([*PREFECT, *args], cwd=ROOT, env=self.env, capture_output=True, text=True,
-                              timeout=timeout, check=False)  # fmt: skip
+        done = subprocess.run(
+            [*PREFECT, *args], cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=timeout, check=False
+        )
         assert done.returncode == 0, f"prefect {' '.join(args)}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
         return done.stdout
 
     def logs(self) -> str:
-        return "\n".join(f"--- {name}\n{(self.folder / f'{name}.log').read_text(errors='replace')[-2500:]}"
-                         for name, _, _ in self.started)  # fmt: skip
+        return "\n".join(
+            f"--- {name}\n{(self.folder / f'{name}.log').read_text(errors='replace')[-2500:]}"
+            for name, _, _ in self.started
+        )
 
     def stop(self) -> None:
         for _, proc, _ in reversed(self.started):
@@ -94,9 +98,16 @@ def deployed(tmp_path, s3_bucket):
     """A Prefect server with the pools, the `gpu` limit and both deployments; two workers polling."""
     port = free_port()
     api = f"http://127.0.0.1:{port}/api"
-    env = {**os.environ, "PREFECT_API_URL": api, "PREFECT_HOME": str(tmp_path / "prefect-home"),
-           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_WORKER_QUERY_SECONDS": "1",
-           "PREFECT_UI_ENABLED": "false", "PREFECT_CLI_PROMPT": "false", "OMP_NUM_THREADS": "1"}  # fmt: skip
+    env = {
+        **os.environ,
+        "PREFECT_API_URL": api,
+        "PREFECT_HOME": str(tmp_path / "prefect-home"),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_WORKER_QUERY_SECONDS": "1",
+        "PREFECT_UI_ENABLED": "false",
+        "PREFECT_CLI_PROMPT": "false",
+        "OMP_NUM_THREADS": "1",
+    }
     env.pop("PREFECT_PROFILES_PATH", None)
     procs = Processes(tmp_path, env)
     try:
@@ -118,9 +129,20 @@ def test_deployment_run_x4d_fans_out_to_the_gpu_pool_and_writes_the_tables_to_s3
     procs, api, out = deployed
     dataset = storage.join(out, "dataset")
     write_sample(dataset, SampleConfig(frames=4, size=48, gaussians=600, items=tuple(ITEMS)))
-    params = {"dataset": dataset, "settings": FAST, "methods": ["align4d"], "poll_seconds": 1.0}
-    printed = procs.run("deployment", "run", "align4d/x4d", "--params", json.dumps(params), "--watch",
-                        "--watch-interval", "2", "--watch-timeout", "900", timeout=960)  # fmt: skip
+    params = {"dataset": dataset, "settings": FAST, "methods": ["align4d"]}
+    printed = procs.run(
+        "deployment",
+        "run",
+        "align4d/x4d",
+        "--params",
+        json.dumps(params),
+        "--watch",
+        "--watch-interval",
+        "2",
+        "--watch-timeout",
+        "900",
+        timeout=960,
+    )
     assert "Completed" in printed, printed + procs.logs()
 
     spec = RunSpec(dataset, out, FAST, ("align4d",))  # `out` came from the Prefect variable
@@ -136,6 +158,8 @@ def test_deployment_run_x4d_fans_out_to_the_gpu_pool_and_writes_the_tables_to_s3
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     with temporary_settings({PREFECT_API_URL: api}), get_client(sync_client=True) as client:
-        item_runs = client.read_flow_runs(deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=["x4d-item"])))
+        item_runs = client.read_flow_runs(
+            deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=["x4d-item"]))
+        )
     assert sorted(r.name for r in item_runs) == sorted(f"{i}-align4d" for i in ITEMS)  # each one a GPU-pool job
     assert all(r.state.is_completed() for r in item_runs)

@@ -10,10 +10,10 @@ from pathlib import PurePosixPath
 
 import pytest
 
-from align4d_core import storage
-from align4d_core.done import DONE_NAME, code_version, is_done, measure_peak_memory, read_done, write_done
 from align4d_core.errors import InputError
-from align4d_core.hashing import canonical_json, hash_bytes, hash_json, hash_uri
+from align4d_core.io import storage
+from align4d_core.io.hashing import canonical_json, hash_bytes, hash_json, hash_uri
+from align4d_core.io.markers import DONE_NAME, code_version, is_done, measure_peak_memory, read_done, write_done
 
 INPUTS = {"video": "a" * 64, "object": "b" * 64}
 
@@ -75,9 +75,7 @@ def test_write_done_refuses_bad_values(tmp_path) -> None:
     with pytest.raises(ValueError):
         write_done(str(tmp_path), config_hash="c", input_hashes={"v": 3}, timings={}, peak_memory_bytes=None)
     with pytest.raises(ValueError):
-        write_done(
-            str(tmp_path), config_hash="c", input_hashes={}, timings={"t": float("nan")}, peak_memory_bytes=1
-        )
+        write_done(str(tmp_path), config_hash="c", input_hashes={}, timings={"t": float("nan")}, peak_memory_bytes=1)
     assert not (tmp_path / DONE_NAME).exists()
 
 
@@ -120,9 +118,7 @@ def test_hash_json_is_canonical() -> None:
 
 def test_hash_json_of_dataclasses() -> None:
     config = Config(Inner(100, 1e-3), Mode.AO, PurePosixPath("a/b"), frozenset({"y", "x"}))
-    assert canonical_json(config) == (
-        '{"inner":{"lr":0.001,"steps":100},"mode":"ao","path":"a/b","tags":["x","y"]}'
-    )
+    assert canonical_json(config) == ('{"inner":{"lr":0.001,"steps":100},"mode":"ao","path":"a/b","tags":["x","y"]}')
     assert hash_json(config) == hash_json(dataclasses.replace(config, tags=frozenset({"x", "y"})))
     assert hash_json(config) != hash_json(dataclasses.replace(config, inner=Inner(101, 1e-3)))
 

@@ -3,15 +3,15 @@
 import pytest
 import torch
 
-from align4d_core import storage
-from align4d_core.cameras import orbit_cameras
 from align4d_core.config import EVAL_AZIMUTHS, DeformationConfig, ExportConfig
-from align4d_core.deformation import DeformationField, deform, load_deformation, read_deformation_metadata
-from align4d_core.export import ARTIFACTS, export_object, write_eval_views, write_frame_plys
-from align4d_core.gaussians import Gaussians
-from align4d_core.media import list_frames, read_image, read_video
-from align4d_core.ply import read_gaussians_ply
-from align4d_core.render import render
+from align4d_core.io import storage
+from align4d_core.io.media import list_frames, read_image, read_video
+from align4d_core.io.ply import read_gaussians_ply
+from align4d_core.pipeline.export import ARTIFACTS, export_object, write_eval_views, write_frame_plys
+from align4d_core.scene.cameras import orbit_cameras
+from align4d_core.scene.deformation import DeformationField, deform, load_deformation, read_deformation_metadata
+from align4d_core.scene.gaussians import Gaussians
+from align4d_core.scene.render import render
 
 N_FRAMES = 3
 DISTANCE = 2.0
@@ -47,8 +47,10 @@ def smooth_video(frames: int, height: int, width: int) -> torch.Tensor:
     x = torch.linspace(0.0, 1.0, width)[None, None, :, None]
     y = torch.linspace(0.0, 1.0, height)[None, :, None, None]
     t = torch.arange(frames, dtype=torch.float32)[:, None, None, None] / frames
-    return torch.cat([x.expand(frames, height, width, 1), y.expand(frames, height, width, 1),
-                      t.expand(frames, height, width, 1)], dim=-1)  # fmt: skip
+    return torch.cat(
+        [x.expand(frames, height, width, 1), y.expand(frames, height, width, 1), t.expand(frames, height, width, 1)],
+        dim=-1,
+    )
 
 
 def direct_render(gaussians: Gaussians, azimuth: float, size: int) -> torch.Tensor:
@@ -66,14 +68,33 @@ def test_export_writes_every_artifact_of_the_object_folder(out_root):
     canonical, field = tiny_object(moving=True)
     video = smooth_video(N_FRAMES, 24, 32)
     steps = []
-    uris = export_object(out_root, canonical, field, n_frames=N_FRAMES, distance=DISTANCE, video_frames=video,
-                         config=CONFIG, eval_size=EVAL_SIZE, fovy_deg=FOVY, metadata={"item": "x"},
-                         progress=lambda *args: steps.append(args))  # fmt: skip
+    uris = export_object(
+        out_root,
+        canonical,
+        field,
+        n_frames=N_FRAMES,
+        distance=DISTANCE,
+        video_frames=video,
+        config=CONFIG,
+        eval_size=EVAL_SIZE,
+        fovy_deg=FOVY,
+        metadata={"item": "x"},
+        progress=lambda *args: steps.append(args),
+    )
 
     assert set(uris) == set(ARTIFACTS)
     assert all(storage.exists(uri) for uri in uris.values())
-    assert [s[0] for s in steps] == ["canonical", "deformation", "frames", "turntable", "front_vs_input",
-                                     "eval_0", "eval_1", "eval_2", "eval_3"]  # fmt: skip
+    assert [s[0] for s in steps] == [
+        "canonical",
+        "deformation",
+        "frames",
+        "turntable",
+        "front_vs_input",
+        "eval_0",
+        "eval_1",
+        "eval_2",
+        "eval_3",
+    ]
     assert [s[1] for s in steps] == list(range(1, 10)) and {s[2] for s in steps} == {9}
 
     # the 3D files
@@ -114,8 +135,9 @@ def test_export_writes_every_artifact_of_the_object_folder(out_root):
 
 def test_untrained_object_evaluates_as_the_canonical_gaussians(memory_root):
     canonical, field = tiny_object(moving=False)
-    folders = write_eval_views(memory_root, canonical, field, N_FRAMES, distance=DISTANCE, size=EVAL_SIZE,
-                               fovy_deg=FOVY)  # fmt: skip
+    folders = write_eval_views(
+        memory_root, canonical, field, N_FRAMES, distance=DISTANCE, size=EVAL_SIZE, fovy_deg=FOVY
+    )
     expected = direct_render(canonical, EVAL_AZIMUTHS[1], EVAL_SIZE)
     assert expected.min() < 0.9  # the object is in view: the comparison means something
     rgb, _ = read_image(storage.join(folders[1], "0.png"))
@@ -126,8 +148,16 @@ def test_eval_size_comes_from_the_config_first(memory_root):
     canonical, field = tiny_object(moving=False)
     video = torch.ones(N_FRAMES, 16, 16, 3)
     config = ExportConfig(turntable_frames=2, eval_size=20, ply_sh_degree=0)
-    export_object(memory_root, canonical, field, n_frames=N_FRAMES, distance=DISTANCE, video_frames=video,
-                  config=config, eval_size=EVAL_SIZE)  # fmt: skip
+    export_object(
+        memory_root,
+        canonical,
+        field,
+        n_frames=N_FRAMES,
+        distance=DISTANCE,
+        video_frames=video,
+        config=config,
+        eval_size=EVAL_SIZE,
+    )
     rgb, _ = read_image(storage.join(memory_root, "eval/eval_0/0.png"))
     assert rgb.shape == (20, 20, 3)
 
@@ -143,5 +173,12 @@ def test_frame_files_of_an_earlier_longer_export_are_removed(memory_root):
 def test_video_with_the_wrong_frame_count_is_refused(memory_root):
     canonical, field = tiny_object(moving=False)
     with pytest.raises(ValueError, match="video_frames"):
-        export_object(memory_root, canonical, field, n_frames=N_FRAMES, distance=DISTANCE,
-                      video_frames=torch.ones(N_FRAMES + 1, 16, 16, 3), config=CONFIG)  # fmt: skip
+        export_object(
+            memory_root,
+            canonical,
+            field,
+            n_frames=N_FRAMES,
+            distance=DISTANCE,
+            video_frames=torch.ones(N_FRAMES + 1, 16, 16, 3),
+            config=CONFIG,
+        )

@@ -16,14 +16,14 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from killing import sigkill_when
 
-from align4d_core import storage
 from align4d_core.config import SampleConfig
 from align4d_core.errors import InputError
-from align4d_core.manifest import MANIFEST_NAME
-from align4d_core.runs import RunSpec, item_folder
+from align4d_core.io import storage
+from align4d_core.io.manifest import MANIFEST_NAME
+from align4d_core.pipeline.runs import RunSpec, item_folder
 from align4d_core.sample import write_sample
-from killing import sigkill_when
 
 FAST = {"optimize": {"steps": 3, "frames_per_step": 2, "resolution_schedule": [[1.0, 32]]}}
 ITEMS = ("twist_column", "arm_swing")

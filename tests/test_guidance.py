@@ -14,11 +14,10 @@ import sys
 
 import pytest
 import torch
+from tiny_zero123 import CLIP_MEAN, CLIP_SIZE, CLIP_STD, PROJECTION_DIM, SIZE, save_tiny_zero123
 
 from align4d_core.config import GuidanceConfig
 from align4d_core.guidance import AnchorGuidance, Guidance, ViewDelta, load_guidance
-
-from tiny_zero123 import CLIP_MEAN, CLIP_SIZE, CLIP_STD, PROJECTION_DIM, SIZE, save_tiny_zero123
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -35,7 +34,7 @@ def frames():
     """Three 48 px video frames (resized to 64 by the guidance): a coloured square on white."""
     images = torch.ones(3, 48, 48, 3)
     for t in range(3):
-        images[t, 12 + 4 * t : 36, 10:30 + 3 * t] = torch.tensor([0.9, 0.3 + 0.2 * t, 0.1])
+        images[t, 12 + 4 * t : 36, 10 : 30 + 3 * t] = torch.tensor([0.9, 0.3 + 0.2 * t, 0.1])
     return images
 
 
@@ -153,9 +152,9 @@ def test_motion_and_geometry_losses_backpropagate_to_renders(zero123):
 
 
 def test_motion_loss_backpropagates_to_gaussian_means(zero123):
-    from align4d_core.cameras import orbit_cameras
-    from align4d_core.gaussians import Gaussians
-    from align4d_core.render import render
+    from align4d_core.scene.cameras import orbit_cameras
+    from align4d_core.scene.gaussians import Gaussians
+    from align4d_core.scene.render import render
 
     generator = torch.Generator().manual_seed(4)
     n = 24

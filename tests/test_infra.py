@@ -107,8 +107,11 @@ def test_the_docker_template_asks_for_a_gpu_in_a_form_docker_py_accepts():
 
 def test_the_gpu_image_copies_files_that_exist_and_are_not_docker_ignored():
     dockerfile = (ROOT / "docker" / "Dockerfile.gpu-worker").read_text()
-    ignored = {line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()
-               if line.strip() and not line.startswith("#")}  # fmt: skip
+    ignored = {
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    }
     copied = [src for line in dockerfile.splitlines() if line.startswith("COPY ") for src in line.split()[1:-1]]
     assert {"align4d_core", "tasks", "flows", "prefect.yaml", "pyproject.toml"} <= set(copied)
     for src in copied:

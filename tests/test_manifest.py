@@ -7,12 +7,12 @@ import json
 import pytest
 import torch
 
-from align4d_core import media, storage
 from align4d_core.errors import InputError
-from align4d_core.manifest import (
+from align4d_core.io import media, storage
+from align4d_core.io.manifest import (
     MANIFEST_NAME,
     SOURCES,
-    ManifestItem,
+    Item,
     check_files,
     item_uri,
     read_manifest,
@@ -20,10 +20,10 @@ from align4d_core.manifest import (
 )
 
 ITEMS = [
-    ManifestItem(id="txt-1", source="text", prompt="a corgi running"),
-    ManifestItem(id="img_2", source="image", image="img_2/input.png", eval="img_2/eval"),
-    ManifestItem(id="vid.3", source="video", video="vid3/frames", masks="vid3/masks.mp4"),
-    ManifestItem(id="obj4", source="3d", object="obj4/model.ply", prompt="a ✓ robot"),
+    Item(id="txt-1", source="text", prompt="a corgi running"),
+    Item(id="img_2", source="image", image="img_2/input.png", eval="img_2/eval"),
+    Item(id="vid.3", source="video", video="vid3/frames", masks="vid3/masks.mp4"),
+    Item(id="obj4", source="3d", object="obj4/model.ply", prompt="a ✓ robot"),
 ]
 
 
@@ -52,7 +52,7 @@ def test_round_trip(any_root: str) -> None:
 
 def test_blank_lines_are_skipped(tmp_path) -> None:
     write_lines(str(tmp_path), "", '{"id": "a", "source": "text", "prompt": "p"}', "   ", "")
-    assert read_manifest(str(tmp_path)) == [ManifestItem(id="a", source="text", prompt="p")]
+    assert read_manifest(str(tmp_path)) == [Item(id="a", source="text", prompt="p")]
 
 
 def test_not_json_names_the_line(tmp_path) -> None:
@@ -116,7 +116,7 @@ def test_write_manifest_validates(tmp_path) -> None:
     with pytest.raises(InputError, match="duplicate id"):
         write_manifest(str(tmp_path), [ITEMS[0], ITEMS[0]])
     with pytest.raises(InputError, match="escapes"):
-        write_manifest(str(tmp_path), [ManifestItem(id="a", source="image", image="../a.png")])
+        write_manifest(str(tmp_path), [Item(id="a", source="image", image="../a.png")])
     with pytest.raises(InputError, match="at least one item"):
         write_manifest(str(tmp_path), [])
     assert not (tmp_path / MANIFEST_NAME).exists()
@@ -130,7 +130,7 @@ def test_item_uri(s3_bucket: str) -> None:
     assert exc.value.item == "img_2" and exc.value.field == "video"
     with pytest.raises(ValueError):
         item_uri(s3_bucket, item, "prompt")  # not a path field: a caller's bug
-    escaping = ManifestItem(id="e", source="image", image="x/../../y.png")
+    escaping = Item(id="e", source="image", image="x/../../y.png")
     with pytest.raises(InputError) as exc:
         item_uri(s3_bucket, escaping, "image")
     assert (exc.value.item, exc.value.field) == ("e", "image")
@@ -156,18 +156,18 @@ def test_check_files_accepts_a_complete_dataset(any_root: str) -> None:
 @pytest.mark.parametrize(
     ("item", "field", "words"),
     [
-        (ManifestItem(id="m", source="image", image="nope.png"), "image", "not found"),
-        (ManifestItem(id="m", source="image", image="vid3/frames"), "image", "expected a .png file"),
-        (ManifestItem(id="m", source="video", video="missing/frames"), "video", "not found"),
-        (ManifestItem(id="m", source="video", video="obj4/model.ply"), "video", "mp4"),
-        (ManifestItem(id="m", source="video", video="empty"), "video", "no PNG frames"),
-        (ManifestItem(id="m", source="3d", object="img_2/input.png"), "object", ".ply/.glb/.obj"),
-        (ManifestItem(id="m", source="3d", object="obj4/missing.glb"), "object", "not found"),
-        (ManifestItem(id="m", source="text", prompt="p", eval="vid3/frames"), "eval", "eval_<k>"),
-        (ManifestItem(id="m", source="text", prompt="p", masks="nope.mp4"), "masks", "not found"),
+        (Item(id="m", source="image", image="nope.png"), "image", "not found"),
+        (Item(id="m", source="image", image="vid3/frames"), "image", "expected a .png file"),
+        (Item(id="m", source="video", video="missing/frames"), "video", "not found"),
+        (Item(id="m", source="video", video="obj4/model.ply"), "video", "mp4"),
+        (Item(id="m", source="video", video="empty"), "video", "no PNG frames"),
+        (Item(id="m", source="3d", object="img_2/input.png"), "object", ".ply/.glb/.obj"),
+        (Item(id="m", source="3d", object="obj4/missing.glb"), "object", "not found"),
+        (Item(id="m", source="text", prompt="p", eval="vid3/frames"), "eval", "eval_<k>"),
+        (Item(id="m", source="text", prompt="p", masks="nope.mp4"), "masks", "not found"),
     ],
 )
-def test_check_files_refuses(tmp_path, item: ManifestItem, field: str, words: str) -> None:
+def test_check_files_refuses(tmp_path, item: Item, field: str, words: str) -> None:
     root = str(tmp_path)
     make_dataset(root)
     (tmp_path / "empty").mkdir()
@@ -180,6 +180,6 @@ def test_check_files_refuses(tmp_path, item: ManifestItem, field: str, words: st
 
 
 def test_explicit_null_fields_are_absent_fields() -> None:
-    item = ManifestItem.from_json({"id": "a", "source": "text", "prompt": "p", "eval": None})
-    assert item == ManifestItem(id="a", source="text", prompt="p")
+    item = Item.from_json({"id": "a", "source": "text", "prompt": "p", "eval": None})
+    assert item == Item(id="a", source="text", prompt="p")
     assert item.to_json() == {"id": "a", "source": "text", "prompt": "p"}

@@ -10,8 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from align4d_core import media, storage
 from align4d_core.errors import InputError
+from align4d_core.io import media, storage
 
 Q = 1.0 / 255.0  # one 8-bit step
 
@@ -117,7 +117,7 @@ def test_mask_from_grayscale_alpha_and_opaque_rgba(tmp_path) -> None:
     (tmp_path / "cut.png").write_bytes(png_bytes(rgba))
     opaque = np.concatenate([np.repeat(gray[..., None], 3, -1), np.full((2, 2, 1), 255, np.uint8)], -1)
     (tmp_path / "opaque.png").write_bytes(png_bytes(opaque))  # black/white mask saved as RGBA
-    (tmp_path / "g16.png").write_bytes(png_bytes((gray.astype(np.uint16) * 257)))
+    (tmp_path / "g16.png").write_bytes(png_bytes(gray.astype(np.uint16) * 257))
 
     expected = torch.from_numpy(gray / 255.0).float()[..., None]
     for name in ("l.png", "cut.png", "opaque.png", "g16.png"):
@@ -290,8 +290,17 @@ def test_garbage_and_zero_frame_mp4(tmp_path) -> None:
         media.read_video(str(tmp_path / "garbage.mp4"))
     assert_input_error(exc, "garbage.mp4", "unreadable mp4", "not an mp4")
 
-    ffmpeg("-f", "lavfi", "-i", "color=c=white:s=16x16:d=1", "-frames:v", "0", "-c:v", "libx264",
-           str(tmp_path / "zero.mp4"))  # fmt: skip
+    ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        "color=c=white:s=16x16:d=1",
+        "-frames:v",
+        "0",
+        "-c:v",
+        "libx264",
+        str(tmp_path / "zero.mp4"),
+    )
     with pytest.raises(InputError) as exc:
         media.read_video(str(tmp_path / "zero.mp4"))
     assert_input_error(exc, "zero.mp4", "no frames")

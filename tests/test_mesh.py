@@ -14,11 +14,11 @@ import torch
 import trimesh
 from PIL import Image
 
-from align4d_core import storage
 from align4d_core.errors import InputError
-from align4d_core.mesh import GREY, THICKNESS, gaussians_from_mesh, load_mesh
-from align4d_core.objects import load_object
-from align4d_core.ply import read_gaussians_ply, write_gaussians_ply
+from align4d_core.io import storage
+from align4d_core.io.mesh import GREY, THICKNESS, gaussians_from_mesh, load_mesh
+from align4d_core.io.objects import load_object
+from align4d_core.io.ply import read_gaussians_ply, write_gaussians_ply
 
 RED, BLUE, GREEN, WHITE = (1.0, 0.0, 0.0), (0.0, 0.0, 1.0), (0.0, 1.0, 0.0), (1.0, 1.0, 1.0)
 
@@ -131,8 +131,7 @@ def assert_quadrant_colours(g) -> None:
     }
     for name, (mask, expected) in regions.items():
         assert mask.sum() > 50, name
-        np.testing.assert_allclose(colors[mask], np.broadcast_to(expected, colors[mask].shape), atol=1e-5,
-                                   err_msg=name)
+        np.testing.assert_allclose(colors[mask], np.broadcast_to(expected, colors[mask].shape), atol=1e-5, err_msg=name)
 
 
 def copy_folder_to(folder: Path, uri_root: str) -> None:
@@ -161,8 +160,9 @@ def test_vertex_coloured_sphere_samples_lie_on_the_surface(tmp_path, ext):
     assert (disc_normals(g.quats) * radial).sum(1).min() > 0.95
     # flat discs sized by the mean spacing sqrt(area / n)
     sigma = np.sqrt(mesh.area / 2000)
-    np.testing.assert_allclose(g.scales.numpy(), np.broadcast_to([sigma, sigma, sigma * THICKNESS], (2000, 3)),
-                               rtol=1e-5)
+    np.testing.assert_allclose(
+        g.scales.numpy(), np.broadcast_to([sigma, sigma, sigma * THICKNESS], (2000, 3)), rtol=1e-5
+    )
     assert torch.allclose(g.opacities, torch.full((2000,), 0.95))
 
 
@@ -249,7 +249,7 @@ def test_obj_material_colour_without_texture(tmp_path):
 
 def test_missing_texture_warns_and_falls_back_to_material_colour(tmp_path, caplog):
     obj = write_textured_obj(tmp_path / "obj", map_kd="lost.png", kd="0.2 0.4 0.6")
-    with caplog.at_level(logging.WARNING, logger="align4d_core.mesh"):
+    with caplog.at_level(logging.WARNING, logger="align4d_core.io.mesh"):
         colors = load_object(str(obj), n_from_mesh=100, seed=0).colors.numpy()
     assert "lost.png" in caplog.text
     np.testing.assert_allclose(colors, np.broadcast_to([0.2, 0.4, 0.6], colors.shape), atol=0.005)
@@ -275,7 +275,7 @@ def test_uncoloured_mesh_is_grey(tmp_path):
 def test_missing_mtl_warns_and_gives_a_uniform_grey(tmp_path, caplog):
     path = tmp_path / "no_mtl.obj"
     path.write_text("mtllib gone.mtl\nv 0 0 0\nv 1 0 0\nv 0 1 0\nvt 0 0\nvt 1 0\nvt 0 1\nusemtl x\nf 1/1 2/2 3/3\n")
-    with caplog.at_level(logging.WARNING, logger="align4d_core.mesh"):
+    with caplog.at_level(logging.WARNING, logger="align4d_core.io.mesh"):
         colors = load_object(str(path), n_from_mesh=50, seed=0).colors
     assert "gone.mtl" in caplog.text
     assert torch.allclose(colors, colors[:1].expand_as(colors)) and torch.allclose(colors[0], colors[0, :1])

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from align4d_core import storage
 from align4d_core.config import MetricsConfig
 from align4d_core.errors import InputError
-from align4d_core.media import read_video, write_frames
+from align4d_core.io import storage
+from align4d_core.io.media import read_video, write_frames
 from align4d_core.metrics import evaluate_views, psnr, ssim
 
 
@@ -38,8 +38,9 @@ def test_ssim_in_float32_agrees_with_float64():
 
     a = images(4, n=4, size=64)
     b = (a + 0.1 * torch.randn(a.shape, generator=torch.Generator().manual_seed(5))).clamp(0, 1)
-    reference = structural_similarity_index_measure(b.permute(0, 3, 1, 2).double(), a.permute(0, 3, 1, 2).double(),
-                                                    data_range=1.0, reduction="none")  # fmt: skip
+    reference = structural_similarity_index_measure(
+        b.permute(0, 3, 1, 2).double(), a.permute(0, 3, 1, 2).double(), data_range=1.0, reduction="none"
+    )
     assert torch.allclose(ssim(b, a), reference, atol=1e-5)
 
 

@@ -19,10 +19,10 @@ import torch.nn.functional as F
 from PIL import Image
 from typer.testing import CliRunner
 
-from align4d_core import storage
-from align4d_core.cli import app
+from align4d.cli import app
 from align4d_core.config import MetricsConfig
-from align4d_core.media import write_frames
+from align4d_core.io import storage
+from align4d_core.io.media import write_frames
 from align4d_core.metrics import evaluate_views, frechet_distance, psnr, ssim
 from align4d_core.metrics.clip import preprocess as clip_preprocess
 from align4d_core.metrics.i3d import InceptionI3d, _same_pad, temporal_cells
@@ -33,8 +33,9 @@ from align4d_core.metrics.vgg import CFG_D, LPIPS_TAPS, load_vgg16, vgg16_featur
 skimage_metrics = pytest.importorskip("skimage.metrics")
 scipy_linalg = pytest.importorskip("scipy.linalg")
 
-TORCHVISION_VGG16_FEATURES = [f"features.{i}.{p}" for i in (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28)
-                              for p in ("weight", "bias")]  # fmt: skip
+TORCHVISION_VGG16_FEATURES = [
+    f"features.{i}.{p}" for i in (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28) for p in ("weight", "bias")
+]
 """The keys of torchvision's ``vgg16().features`` state dict (convolutions at these indices)."""
 
 
@@ -78,15 +79,29 @@ def weights(tmp_path_factory) -> dict[str, str]:
             value.normal_(0, 0.1)
         elif key.endswith("running_var"):
             value.uniform_(0.5, 2.0)
-    torch.save({k: v for k, v in i3d.items() if not k.endswith("num_batches_tracked")}, root / "i3d.pt")  # old files lack them
+    torch.save(
+        {k: v for k, v in i3d.items() if not k.endswith("num_batches_tracked")}, root / "i3d.pt"
+    )  # old files lack them
 
     config = CLIPConfig(
-        text_config=dict(hidden_size=32, intermediate_size=37, num_attention_heads=4, num_hidden_layers=2,
-                         vocab_size=99, max_position_embeddings=16),
-        vision_config=dict(hidden_size=32, intermediate_size=37, num_attention_heads=4, num_hidden_layers=2,
-                           image_size=224, patch_size=32),
+        text_config=dict(
+            hidden_size=32,
+            intermediate_size=37,
+            num_attention_heads=4,
+            num_hidden_layers=2,
+            vocab_size=99,
+            max_position_embeddings=16,
+        ),
+        vision_config=dict(
+            hidden_size=32,
+            intermediate_size=37,
+            num_attention_heads=4,
+            num_hidden_layers=2,
+            image_size=224,
+            patch_size=32,
+        ),
         projection_dim=24,
-    )  # fmt: skip
+    )
     CLIPModel(config).eval().save_pretrained(root / "clip")
     return {"vgg": str(root / "vgg16.pth"), "i3d": str(root / "i3d.pt"), "clip": str(root / "clip")}
 
@@ -123,20 +138,36 @@ def test_psnr_and_ssim_match_scikit_image(smooth):
         # reflected image, scikit-image's map over the original pixels is our value:
         padded = [np.pad(a, ((pad, pad), (pad, pad), (0, 0)), mode="reflect") for a in (p, t)]
         _, full_map = skimage_metrics.structural_similarity(
-            padded[1], padded[0], data_range=1.0, channel_axis=2, gaussian_weights=True, sigma=1.5,
-            use_sample_covariance=False, full=True,
-        )  # fmt: skip
+            padded[1],
+            padded[0],
+            data_range=1.0,
+            channel_axis=2,
+            gaussian_weights=True,
+            sigma=1.5,
+            use_sample_covariance=False,
+            full=True,
+        )
         assert abs(float(ours_ssim[i]) - full_map[pad:-pad, pad:-pad].mean()) <= 1e-4
     # ... and on the interior, where no window reaches the border, the two maps are the same numbers
     from torchmetrics.functional.image import structural_similarity_index_measure
 
-    _, tm_map = structural_similarity_index_measure(guess.permute(0, 3, 1, 2).float(), truth.permute(0, 3, 1, 2).float(),
-                                                    data_range=1.0, reduction="none", return_full_image=True)  # fmt: skip
+    _, tm_map = structural_similarity_index_measure(
+        guess.permute(0, 3, 1, 2).float(),
+        truth.permute(0, 3, 1, 2).float(),
+        data_range=1.0,
+        reduction="none",
+        return_full_image=True,
+    )
     for i in range(len(truth)):
         interior = skimage_metrics.structural_similarity(
-            truth[i].double().numpy(), guess[i].double().numpy(), data_range=1.0, channel_axis=2,
-            gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
-        )  # fmt: skip
+            truth[i].double().numpy(),
+            guess[i].double().numpy(),
+            data_range=1.0,
+            channel_axis=2,
+            gaussian_weights=True,
+            sigma=1.5,
+            use_sample_covariance=False,
+        )
         assert abs(float(tm_map[i, :, pad:-pad, pad:-pad].mean()) - interior) <= 1e-4
 
 
@@ -149,19 +180,31 @@ def test_protocol_psnr_and_ssim_match_scikit_image_on_the_files(tmp_path):
     for k in range(2):
         scores = {"psnr": [], "ssim": []}
         for t in range(3):
-            p, g = read_png(tmp_path / "pred" / f"eval_{k}" / f"{t}.png"), read_png(tmp_path / "gt" / f"eval_{k}" / f"{t}.png")
+            p, g = (
+                read_png(tmp_path / "pred" / f"eval_{k}" / f"{t}.png"),
+                read_png(tmp_path / "gt" / f"eval_{k}" / f"{t}.png"),
+            )
             scores["psnr"].append(skimage_metrics.peak_signal_noise_ratio(g, p, data_range=1.0))
             pg = [np.pad(a, ((5, 5), (5, 5), (0, 0)), mode="reflect") for a in (p, g)]
-            _, full_map = skimage_metrics.structural_similarity(pg[1], pg[0], data_range=1.0, channel_axis=2, full=True,
-                                                                gaussian_weights=True, sigma=1.5,
-                                                                use_sample_covariance=False)  # fmt: skip
+            _, full_map = skimage_metrics.structural_similarity(
+                pg[1],
+                pg[0],
+                data_range=1.0,
+                channel_axis=2,
+                full=True,
+                gaussian_weights=True,
+                sigma=1.5,
+                use_sample_covariance=False,
+            )
             scores["ssim"].append(full_map[5:-5, 5:-5].mean())
         for name in per_view:
             per_view[name].append(np.mean(scores[name]))
             assert abs(result["views"][f"eval_{k}"][name] - per_view[name][-1]) <= 1e-4
     assert abs(result["psnr"] - np.mean(per_view["psnr"])) <= 1e-4
     assert abs(result["ssim"] - np.mean(per_view["ssim"])) <= 1e-4
-    assert result["missing"] == {m: "not computed: left out of metrics.compute" for m in ("lpips", "clip", "clip_f", "fvd")}
+    assert result["missing"] == {
+        m: "not computed: left out of metrics.compute" for m in ("lpips", "clip", "clip_f", "fvd")
+    }
 
 
 # --- the Fréchet distance against SciPy ---------------------------------------------------------
@@ -224,8 +267,9 @@ def test_lpips_matches_torchmetrics_lpips_with_the_same_backbone(weights, monkey
 
     ours = load_lpips(weights["vgg"], None)
     backbone = vgg16_features()
-    backbone.load_state_dict({k[9:]: v for k, v in torch.load(weights["vgg"], weights_only=True).items()
-                              if k.startswith("features.")})  # fmt: skip
+    backbone.load_state_dict(
+        {k[9:]: v for k, v in torch.load(weights["vgg"], weights_only=True).items() if k.startswith("features.")}
+    )
     monkeypatch.setattr(tm_lpips, "_get_tv_model_features", lambda net, pretrained=False: backbone)
     reference = tm_lpips._LPIPS(pretrained=True, net="vgg").eval()  # its heads: the same vgg.pth
     a = frames(4, n=3, size=64)
@@ -288,8 +332,10 @@ def test_every_metric_through_the_real_loaders(weights, tmp_path):
             ep, eg = (e if torch.is_tensor(e) else e.pooler_output for e in (ep, eg))
             expected["clip"].append(float(F.cosine_similarity(ep, eg).mean()))
             expected["clip_f"].append(float(F.cosine_similarity(ep[1:], ep[:-1]).mean()))
-            to_i3d = [F.interpolate(v.permute(0, 3, 1, 2), size=(224, 224), mode="bicubic", antialias=True) * 2 - 1
-                      for v in (p, g)]  # fmt: skip
+            to_i3d = [
+                F.interpolate(v.permute(0, 3, 1, 2), size=(224, 224), mode="bicubic", antialias=True) * 2 - 1
+                for v in (p, g)
+            ]
             logits = [i3d(v.permute(1, 0, 2, 3)[None]).double() for v in to_i3d]
         expected["fvd"].append(float((logits[0] - logits[1]).pow(2).sum()))  # one video per side: |Δμ|²
         for name in expected:
@@ -311,11 +357,16 @@ def test_absent_or_broken_weights_are_missing_with_the_reason_and_the_rest_compu
     (tmp_path / "broken.pt").write_bytes(b"not a checkpoint")
     (tmp_path / "empty").mkdir()
     absent = str(tmp_path / "absent.pth")
-    config = full_config(weights, lpips_vgg=absent, clip_model=str(tmp_path / "empty"), fvd_i3d=str(tmp_path / "broken.pt"))
+    config = full_config(
+        weights, lpips_vgg=absent, clip_model=str(tmp_path / "empty"), fvd_i3d=str(tmp_path / "broken.pt")
+    )
     result = evaluate_views(pred, gt, config)
     assert isinstance(result["psnr"], float) and isinstance(result["ssim"], float)
     assert {m for m in METRICS if result[m] is None} == {"lpips", "clip", "clip_f", "fvd"} == set(result["missing"])
-    assert f"no VGG16 weights at {absent}" in result["missing"]["lpips"] and "metrics.lpips_vgg" in result["missing"]["lpips"]
+    assert (
+        f"no VGG16 weights at {absent}" in result["missing"]["lpips"]
+        and "metrics.lpips_vgg" in result["missing"]["lpips"]
+    )
     assert str(tmp_path / "empty") in result["missing"]["clip"] and "metrics.clip_model" in result["missing"]["clip_f"]
     assert "broken.pt is not a readable torch state dict" in result["missing"]["fvd"]
     assert json.loads(json.dumps(result, allow_nan=False)) == result  # no NaN anywhere: metrics.json is strict JSON
@@ -326,8 +377,12 @@ def test_absent_or_broken_weights_are_missing_with_the_reason_and_the_rest_compu
     heads = torch.load(torchmetrics_heads(), map_location="cpu", weights_only=True)
     heads["lin0.model.1.weight"] = torch.full_like(heads["lin0.model.1.weight"], math.nan)
     torch.save(heads, tmp_path / "nan-heads.pth")
-    config = full_config(weights, fvd_i3d=str(tmp_path / "renamed.pt"), lpips_heads=str(tmp_path / "nan-heads.pth"),
-                         compute=("psnr", "lpips", "fvd"))  # fmt: skip
+    config = full_config(
+        weights,
+        fvd_i3d=str(tmp_path / "renamed.pt"),
+        lpips_heads=str(tmp_path / "nan-heads.pth"),
+        compute=("psnr", "lpips", "fvd"),
+    )
     result = evaluate_views(pred, gt, config)
     assert "not in the pytorch-i3d InceptionI3d layout" in result["missing"]["fvd"]
     assert "Mixed_5c.b0.conv3d.weight" in result["missing"]["fvd"]
@@ -382,8 +437,21 @@ def test_i3d_is_pytorch_i3d_layout():
     for key, shape in shapes.items():
         assert tuple(state[key].shape) == shape, key
     blocks = {k.split(".")[0] for k in state}
-    assert blocks == {"Conv3d_1a_7x7", "Conv3d_2b_1x1", "Conv3d_2c_3x3", "Mixed_3b", "Mixed_3c", "Mixed_4b", "Mixed_4c",
-                      "Mixed_4d", "Mixed_4e", "Mixed_4f", "Mixed_5b", "Mixed_5c", "logits"}  # fmt: skip
+    assert blocks == {
+        "Conv3d_1a_7x7",
+        "Conv3d_2b_1x1",
+        "Conv3d_2c_3x3",
+        "Mixed_3b",
+        "Mixed_3c",
+        "Mixed_4b",
+        "Mixed_4c",
+        "Mixed_4d",
+        "Mixed_4e",
+        "Mixed_4f",
+        "Mixed_5b",
+        "Mixed_5c",
+        "logits",
+    }
     assert not any(k.startswith("logits.bn") for k in state) and "Conv3d_1a_7x7.conv3d.bias" not in state
     # TensorFlow "SAME" padding: the odd cell goes after; stride 2 on 224 with a 7-tap kernel pads (2, 3)
     x = torch.zeros(1, 1, 4, 224, 224)
@@ -403,11 +471,25 @@ def test_evaluate_command_scores_objects_and_reports_bad_input(weights, tmp_path
         write_views(tmp_path / "pred" / obj, [noisy(t, seed + 5 + k) for k, t in enumerate(truths)])
     (tmp_path / "gt" / "eval_gt").mkdir()  # not a view, not an object: ignored
     settings = tmp_path / "settings.yaml"
-    settings.write_text(f"metrics:\n  size: null\n  lpips_vgg: {weights['vgg']}\n  fvd_i3d: {tmp_path / 'none.pt'}\n"
-                        f"  compute: [psnr, ssim, lpips, fvd]\n")  # fmt: skip
+    settings.write_text(
+        f"metrics:\n  size: null\n  lpips_vgg: {weights['vgg']}\n  fvd_i3d: {tmp_path / 'none.pt'}\n"
+        f"  compute: [psnr, ssim, lpips, fvd]\n"
+    )
     out = tmp_path / "scores.json"
-    result = runner.invoke(app, ["evaluate", "--pred", str(tmp_path / "pred"), "--gt", str(tmp_path / "gt"),
-                                 "--config", str(settings), "--json", str(out)])  # fmt: skip
+    result = runner.invoke(
+        app,
+        [
+            "evaluate",
+            "--pred",
+            str(tmp_path / "pred"),
+            "--gt",
+            str(tmp_path / "gt"),
+            "--config",
+            str(settings),
+            "--json",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
     scores = json.loads(out.read_text())
     assert set(scores["objects"]) == {"cat", "dog"}
@@ -415,18 +497,32 @@ def test_evaluate_command_scores_objects_and_reports_bad_input(weights, tmp_path
         assert scores["mean"][name] == pytest.approx(np.mean([scores["objects"][o][name] for o in ("cat", "dog")]))
     assert scores["mean"]["fvd"] is None and "no I3D weights at" in scores["missing"]["fvd"]
     assert "object cat" in result.output and "mean of 2" in result.output and "fvd missing" in result.output
-    single = evaluate_views(str(tmp_path / "pred" / "dog"), str(tmp_path / "gt" / "dog"),
-                            MetricsConfig(size=None, compute=("psnr",)))  # fmt: skip
+    single = evaluate_views(
+        str(tmp_path / "pred" / "dog"), str(tmp_path / "gt" / "dog"), MetricsConfig(size=None, compute=("psnr",))
+    )
     assert scores["objects"]["dog"]["psnr"] == pytest.approx(single["psnr"], rel=1e-12)
 
-    one = runner.invoke(app, ["evaluate", "--pred", str(tmp_path / "pred" / "cat"), "--gt", str(tmp_path / "gt" / "cat"),
-                              "--config", str(settings)])  # fmt: skip
+    one = runner.invoke(
+        app,
+        [
+            "evaluate",
+            "--pred",
+            str(tmp_path / "pred" / "cat"),
+            "--gt",
+            str(tmp_path / "gt" / "cat"),
+            "--config",
+            str(settings),
+        ],
+    )
     assert one.exit_code == 0 and "object cat" in one.output and "mean of" not in one.output
 
     storage.remove(str(tmp_path / "pred" / "dog" / "eval_1"), recursive=True)
-    bad = runner.invoke(app, ["evaluate", "--pred", str(tmp_path / "pred"), "--gt", str(tmp_path / "gt"),
-                              "--config", str(settings)])  # fmt: skip
+    bad = runner.invoke(
+        app, ["evaluate", "--pred", str(tmp_path / "pred"), "--gt", str(tmp_path / "gt"), "--config", str(settings)]
+    )
     assert bad.exit_code == 2
-    assert "item 'dog'" in bad.output and "the prediction has no eval_1/" in bad.output and "Traceback" not in bad.output
+    assert (
+        "item 'dog'" in bad.output and "the prediction has no eval_1/" in bad.output and "Traceback" not in bad.output
+    )
     missing = runner.invoke(app, ["evaluate", "--pred", str(tmp_path / "nowhere"), "--gt", str(tmp_path / "gt")])
     assert missing.exit_code == 2 and "prediction folder not found" in missing.output

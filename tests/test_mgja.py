@@ -5,7 +5,7 @@ import torch
 
 from align4d_core.config import MGJAConfig
 from align4d_core.guidance import AnchorGuidance
-from align4d_core.mgja import known_view_loss, random_views, unknown_view_loss, usva_weights
+from align4d_core.method.mgja import known_view_loss, random_views, unknown_view_loss, usva_weights
 
 
 def test_usva_weights_follow_eq_9():

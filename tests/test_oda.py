@@ -5,13 +5,13 @@ from dataclasses import replace
 import pytest
 import torch
 
-from align4d_core import storage
-from align4d_core.cameras import orbit_cameras
 from align4d_core.config import SearchConfig
-from align4d_core.dataset import load_item
-from align4d_core.manifest import read_manifest
-from align4d_core.oda import FALLBACK_RULE, candidate_distances, search, search_vaod, select_maod
-from align4d_core.render import render
+from align4d_core.io import storage
+from align4d_core.io.dataset import load_item
+from align4d_core.io.manifest import read_manifest
+from align4d_core.method.oda import FALLBACK_RULE, candidate_distances, search, search_vaod, select_maod
+from align4d_core.scene.cameras import orbit_cameras
+from align4d_core.scene.render import render
 
 
 def item(root, item_id):
@@ -38,12 +38,16 @@ def test_vaod_recovers_the_true_distance_of_a_sample_item(small_sample, item_id)
 
 def test_vaod_of_an_object_rendered_off_the_grid():
     g = torch.Generator().manual_seed(0)
-    from align4d_core.gaussians import Gaussians
+    from align4d_core.scene.gaussians import Gaussians
 
     n = 400
     gaussians = Gaussians.from_activated(
-        (torch.rand(n, 3, generator=g) - 0.5) * 0.6, torch.full((n, 3), 0.03), torch.randn(n, 4, generator=g),
-        torch.full((n,), 0.9), torch.rand(n, 3, generator=g))  # fmt: skip
+        (torch.rand(n, 3, generator=g) - 0.5) * 0.6,
+        torch.full((n, 3), 0.03),
+        torch.randn(n, 4, generator=g),
+        torch.full((n,), 0.9),
+        torch.rand(n, 3, generator=g),
+    )
     with torch.no_grad():
         frame = render(gaussians, orbit_cameras(0.0, 0.0, 1.73, width=40)).rgb[0]
     vaod, *_ = search_vaod(gaussians, frame, None)
@@ -105,7 +109,7 @@ def hand_prominence(values, i, low, high):
 
 
 def test_prominence_matches_a_brute_force_definition():
-    from align4d_core.oda import _prominence
+    from align4d_core.method.oda import _prominence
 
     generator = torch.Generator().manual_seed(3)
     for _ in range(50):
@@ -146,13 +150,18 @@ def test_fits_in_view_is_false_inside_and_too_close_true_once_the_object_is_fram
     """A unit cube of points at the origin, fovy 49.1°: it fits once d ≥ 1/tan(24.55°) + 1 ≈ 3.19."""
     import math
 
-    from align4d_core.gaussians import Gaussians
-    from align4d_core.oda import fits_in_view
+    from align4d_core.method.oda import fits_in_view
+    from align4d_core.scene.gaussians import Gaussians
 
     corners = torch.tensor([[x, y, z] for x in (-1.0, 1.0) for y in (-1.0, 1.0) for z in (-1.0, 1.0)])
     n = len(corners)
-    cube = Gaussians.from_activated(corners, torch.full((n, 3), 0.01), torch.tensor([[1.0, 0, 0, 0]]).expand(n, 4),
-                                    torch.full((n,), 0.9), torch.rand(n, 3))  # fmt: skip
+    cube = Gaussians.from_activated(
+        corners,
+        torch.full((n, 3), 0.01),
+        torch.tensor([[1.0, 0, 0, 0]]).expand(n, 4),
+        torch.full((n,), 0.9),
+        torch.rand(n, 3),
+    )
     threshold = 1.0 / math.tan(math.radians(49.1) / 2) + 1.0
     distances = torch.tensor([0.5, 2.0, threshold - 0.01, threshold + 0.01, 5.0], dtype=torch.float64)
     fits = fits_in_view(cube, distances, (-90.0, 0.0, 90.0, 180.0), 49.1, fraction=1.0)
@@ -187,7 +196,7 @@ def test_the_relative_probe_radius_reaches_the_model(small_sample, tmp_path_fact
 
     from align4d_core.config import GuidanceConfig
     from align4d_core.guidance import load_guidance
-    from align4d_core.oda import candidate_distances, probe_curve
+    from align4d_core.method.oda import candidate_distances, probe_curve
 
     folder = tmp_path_factory.mktemp("tiny-zero123-radius")
     save_tiny_zero123(folder)

@@ -10,23 +10,32 @@ from dataclasses import replace
 
 import pytest
 import torch
+from killing import sigkill_when
 
-from align4d_core import checkpoint, storage
-from align4d_core.cameras import orbit_cameras
 from align4d_core.config import MethodConfig, OptimizeConfig, RunConfig
-from align4d_core.dataset import load_item
-from align4d_core.deformation import deform
 from align4d_core.errors import InputError
 from align4d_core.guidance import AnchorGuidance
-from align4d_core.manifest import read_manifest
-from align4d_core.optimize import OptimizationDiverged, Pair, optimize, phase_of
-from align4d_core.render import render
-from killing import sigkill_when
+from align4d_core.io import storage
+from align4d_core.io.dataset import load_item
+from align4d_core.io.manifest import read_manifest
+from align4d_core.method import checkpoint
+from align4d_core.method.optimize import OptimizationDiverged, Pair, optimize, phase_of
+from align4d_core.scene.cameras import orbit_cameras
+from align4d_core.scene.deformation import deform
+from align4d_core.scene.render import render
 
 
 def small_config(steps=12, **optimize_overrides) -> RunConfig:
-    opt = replace(OptimizeConfig(), steps=steps, frames_per_step=2, resolution_schedule=((1.0, 32),),
-                  ao_blocks=(3, 3), checkpoint_every=4, densify_interval=5, densify_grad_threshold=1e-4)  # fmt: skip
+    opt = replace(
+        OptimizeConfig(),
+        steps=steps,
+        frames_per_step=2,
+        resolution_schedule=((1.0, 32),),
+        ao_blocks=(3, 3),
+        checkpoint_every=4,
+        densify_interval=5,
+        densify_grad_threshold=1e-4,
+    )
     return RunConfig(optimize=replace(opt, **optimize_overrides))
 
 
@@ -47,8 +56,10 @@ def front_error(result, pair: Pair, distance: float) -> float:
 
 def test_optimisation_reduces_the_front_view_error(small_sample):
     pair, d = load_pair(small_sample, "arm_swing")
-    config = replace(small_config(steps=30, densify_interval=1000, grid_lr=0.064, deformation_lr=0.0064),
-                     method=MethodConfig(ao=False))  # fmt: skip
+    config = replace(
+        small_config(steps=30, densify_interval=1000, grid_lr=0.064, deformation_lr=0.0064),
+        method=MethodConfig(ao=False),
+    )
     before = optimize(pair, d, d, replace(config, optimize=replace(config.optimize, steps=0)), AnchorGuidance())
     after = optimize(pair, d, d, config, AnchorGuidance())
     assert front_error(after, pair, d) < 0.7 * front_error(before, pair, d)
@@ -85,7 +96,7 @@ RESUME_SCRIPT = textwrap.dedent(
     sys.path.insert(0, {tests!r})
     from test_optimize import load_pair, small_config
     from align4d_core.guidance import AnchorGuidance
-    from align4d_core.optimize import optimize
+    from align4d_core.method.optimize import optimize
 
     pair, d = load_pair({root!r}, "arm_swing")
     marker = pathlib.Path({marker!r})
@@ -142,8 +153,13 @@ def test_bad_pairs_are_refused_clearly(small_sample):
     with pytest.raises(InputError, match="at least 2"):
         optimize(replace(pair, frames=pair.frames[:1], masks=pair.masks[:1]), d, d, small_config(), AnchorGuidance())
     with pytest.raises(InputError, match="no Gaussians"):
-        optimize(replace(pair, gaussians=pair.gaussians.select(torch.zeros(len(pair.gaussians), dtype=torch.bool))),
-                 d, d, small_config(), AnchorGuidance())  # fmt: skip
+        optimize(
+            replace(pair, gaussians=pair.gaussians.select(torch.zeros(len(pair.gaussians), dtype=torch.bool))),
+            d,
+            d,
+            small_config(),
+            AnchorGuidance(),
+        )
     bad = pair.gaussians.clone()
     bad.means[3, 1] = float("nan")
     with pytest.raises(InputError, match="means has 1 NaN"):
@@ -175,16 +191,22 @@ def test_sds_alone_moves_the_gaussians_and_the_deformation_field(small_sample, t
 
     pair, d = load_pair(small_sample, "arm_swing")
     base = small_config(steps=2, densify_interval=1000)
-    config = replace(base, method=MethodConfig(ao=False), guidance=tiny_zero123_config,
-                     mgja=replace(base.mgja, lambda_rgb=0.0, lambda_mask=0.0, views=2))  # fmt: skip
+    config = replace(
+        base,
+        method=MethodConfig(ao=False),
+        guidance=tiny_zero123_config,
+        mgja=replace(base.mgja, lambda_rgb=0.0, lambda_mask=0.0, views=2),
+    )
     result = optimize(pair, d, 0.8 * d, config, load_guidance(tiny_zero123_config, "cpu"))
-    assert {"mot", "geo"} <= set(result.history[-1]) and all(torch.isfinite(torch.tensor(r["loss"])) for r in result.history)
+    assert {"mot", "geo"} <= set(result.history[-1]) and all(
+        torch.isfinite(torch.tensor(r["loss"])) for r in result.history
+    )
     assert not torch.equal(result.gaussians.means, pair.gaussians.means)
     planes = list(result.field.grid_parameters())
     assert all(bool(torch.isfinite(p).all()) for p in result.field.parameters())
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.optimize.seed)
-        from align4d_core.deformation import DeformationField
+        from align4d_core.scene.deformation import DeformationField
 
         fresh = DeformationField.from_gaussians(pair.gaussians, pair.frames.shape[0], config.deformation)
     assert any(not torch.equal(p, q) for p, q in zip(planes, fresh.grid_parameters()))

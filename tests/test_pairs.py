@@ -15,10 +15,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tiny_pairs
 import torch
 
-import tiny_pairs
-from align4d_core import storage
 from align4d_core.config import (
     CaptionConfig,
     ImageTo3DConfig,
@@ -31,11 +30,12 @@ from align4d_core.config import (
     from_dict,
 )
 from align4d_core.errors import InputError
-from align4d_core.hashing import hash_uri
-from align4d_core.manifest import ManifestItem, write_manifest
-from align4d_core.media import read_image, read_masks, read_video, write_frames, write_image
-from align4d_core.objects import load_object
-from align4d_core.pairs import ROUTES, ModelMissingError, PairInputs, pairs_stage
+from align4d_core.io import storage
+from align4d_core.io.hashing import hash_uri
+from align4d_core.io.manifest import Item, write_manifest
+from align4d_core.io.media import read_image, read_masks, read_video, write_frames, write_image
+from align4d_core.io.objects import load_object
+from align4d_core.pairs import ROUTES, ModelMissingError, pairs_stage
 from align4d_core.pairs import weights as weights_module
 from align4d_core.pairs.caption import caption
 from align4d_core.pairs.image_to_3d import image_to_3d
@@ -44,7 +44,7 @@ from align4d_core.pairs.masks import composite, foreground_masks, mask_backend, 
 from align4d_core.pairs.model_cache import CACHE_ENV
 from align4d_core.pairs.text_to_image import TextToImage
 from align4d_core.pairs.views import canonical_distance, front_view
-from align4d_core.stages import stage_config_hash
+from align4d_core.pipeline.stages import stage_config_hash
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")  # diffusers' schedulers
 
@@ -202,14 +202,28 @@ def test_white_background_rule_keeps_enclosed_white():
     assert torch.equal(on_white[0, 5, 5], rgb[0, 5, 5])
 
 
-def test_border_connectivity_in_torch_matches_the_component_labelling():
-    """The torch fallback and scipy's labelling agree on a maze of random obstacles (4-connected)."""
-    pytest.importorskip("scipy")
-    from align4d_core.pairs.masks import border_connected, border_connected_torch
+def flood_from_the_border(frame) -> set:
+    """The border-connected pixels of one bool frame, by a plain breadth-first flood fill."""
+    h, w = len(frame), len(frame[0])
+    todo = [(y, x) for y in range(h) for x in range(w) if (y in (0, h - 1) or x in (0, w - 1)) and frame[y][x]]
+    seen = set(todo)
+    while todo:
+        y, x = todo.pop()
+        for ny, nx in ((y - 1, x), (y + 1, x), (y, x - 1), (y, x + 1)):
+            if 0 <= ny < h and 0 <= nx < w and frame[ny][nx] and (ny, nx) not in seen:
+                seen.add((ny, nx))
+                todo.append((ny, nx))
+    return seen
+
+
+def test_border_connectivity_matches_a_flood_fill():
+    """scipy's labelling, as the mask rule uses it, against a flood fill on a maze of random obstacles."""
+    from align4d_core.pairs.masks import border_connected
 
     region = torch.rand(3, 40, 40, generator=torch.Generator().manual_seed(0)) < 0.55
     expected = border_connected(region)
-    assert torch.equal(border_connected_torch(region), expected)
+    for t in range(3):
+        assert {tuple(p) for p in expected[t].nonzero().tolist()} == flood_from_the_border(region[t].tolist())
     assert 0 < int(expected.sum()) < int(region.sum())  # some near-white pixels are enclosed
 
 
@@ -229,8 +243,8 @@ def test_front_view_at_the_canonical_distance_fills_the_view():
     """A sphere of radius 0.4 seen from the canonical distance spans `fill` of the image height."""
     import trimesh
 
-    from align4d_core.mesh import gaussians_from_mesh
     from align4d_core.config import FrontViewConfig
+    from align4d_core.io.mesh import gaussians_from_mesh
 
     sphere = gaussians_from_mesh(trimesh.creation.icosphere(subdivisions=3, radius=0.4), 3000, seed=0)
     distance = canonical_distance(sphere, 0.8, FOVY)
@@ -265,7 +279,7 @@ def dataset(tmp_path_factory, square_image):
     frames = square_image.expand(3, 32, 32, 3).clone()
     frames[1:, 8:24, 12:24] = torch.tensor([0.2, 0.6, 0.3])
     write_frames(storage.join(root, "walk/video"), frames, alpha.expand(3, 32, 32, 1))
-    from align4d_core.media import write_video
+    from align4d_core.io.media import write_video
 
     write_video(storage.join(root, "spin/video.mp4"), frames, fps=8.0)
     import trimesh
@@ -276,12 +290,12 @@ def dataset(tmp_path_factory, square_image):
     write_frames(storage.join(root, "pair/video"), frames)
     storage.copy_file(storage.join(root, "box/object.glb"), storage.join(root, "pair/object.glb"))
     items = [
-        ManifestItem(id="toy", source="text", prompt="a red toy"),
-        ManifestItem(id="cat", source="image", image="cat/image.png", prompt="an orange box"),
-        ManifestItem(id="walk", source="video", video="walk/video"),
-        ManifestItem(id="spin", source="video", video="spin/video.mp4"),
-        ManifestItem(id="box", source="3d", object="box/object.glb"),
-        ManifestItem(id="pair", source="video", video="pair/video", object="pair/object.glb"),
+        Item(id="toy", source="text", prompt="a red toy"),
+        Item(id="cat", source="image", image="cat/image.png", prompt="an orange box"),
+        Item(id="walk", source="video", video="walk/video"),
+        Item(id="spin", source="video", video="spin/video.mp4"),
+        Item(id="box", source="3d", object="box/object.glb"),
+        Item(id="pair", source="video", video="pair/video", object="pair/object.glb"),
     ]
     write_manifest(root, items)
     return root
@@ -293,7 +307,7 @@ def run_pairs_task(dataset: str, item_id: str, run_root: str, settings: dict) ->
     import contextlib
     import importlib
 
-    from align4d_core.manifest import read_manifest
+    from align4d_core.io.manifest import read_manifest
 
     module = importlib.import_module("tasks.pairs")  # the module; ``tasks.pairs`` is the task itself
     item = next(i for i in read_manifest(dataset) if i.id == item_id)
@@ -303,8 +317,9 @@ def run_pairs_task(dataset: str, item_id: str, run_root: str, settings: dict) ->
 
 
 @pytest.mark.parametrize("item_id", ["toy", "cat", "walk", "spin", "box"])
-def test_every_source_gives_a_complete_quadruplet_and_a_rerun_is_a_cache_hit(item_id, dataset, models, tmp_path,
-                                                                               monkeypatch):  # fmt: skip
+def test_every_source_gives_a_complete_quadruplet_and_a_rerun_is_a_cache_hit(
+    item_id, dataset, models, tmp_path, monkeypatch
+):
     before = hash_uri(dataset)
     settings = {"pairs": tiny_pairs.tiny_pairs_settings(models)}
     result = run_pairs_task(dataset, item_id, str(tmp_path / "run"), settings)
@@ -343,9 +358,9 @@ def test_a_cached_pair_points_at_the_given_files_where_they_are_now(dataset, con
     moved = tmp_path / "moved"
     shutil.copytree(dataset, moved)
     out = str(tmp_path / "pair")
-    first = pairs_stage(PairInputs("video", video=storage.join(dataset, "walk/video")), out, config, CPU, fovy_deg=FOVY)
+    first = pairs_stage(Item.of_files(video=storage.join(dataset, "walk/video")), out, config, CPU, fovy_deg=FOVY)
     monkeypatch.setattr(weights_module, "load_pipeline", lambda *a, **k: pytest.fail("a cached pair loaded a model"))
-    again = pairs_stage(PairInputs("video", video=str(moved / "walk/video")), out, config, CPU, fovy_deg=FOVY)
+    again = pairs_stage(Item.of_files(video=str(moved / "walk/video")), out, config, CPU, fovy_deg=FOVY)
     assert first.video == storage.join(dataset, "walk/video") and again.video == str(moved / "walk/video")
     assert again.object == first.object == storage.join(out, "object.glb")
 
@@ -390,10 +405,10 @@ def _one_frame_video(folder) -> str:
 @pytest.mark.parametrize(
     "make, field, reason",
     [
-        (lambda tmp: PairInputs("text", prompt="   "), "prompt", "empty prompt"),
-        (lambda tmp: PairInputs("image", image=_corrupt_png(tmp / "bad.png")), "image", "truncated or corrupt|not an image"),
-        (lambda tmp: PairInputs("video", video=_one_frame_video(tmp / "short")), "video", "at least 2 frames"),
-        (lambda tmp: PairInputs("3d", object=str((tmp / "thing.xyz").resolve())), "object", "unknown 3D format"),
+        (lambda tmp: Item.of_files(prompt="   "), "prompt", "empty prompt"),
+        (lambda tmp: Item.of_files(image=_corrupt_png(tmp / "bad.png")), "image", "truncated or corrupt|not an image"),
+        (lambda tmp: Item.of_files(video=_one_frame_video(tmp / "short")), "video", "at least 2 frames"),
+        (lambda tmp: Item.of_files(object=str((tmp / "thing.xyz").resolve())), "object", "unknown 3D format"),
     ],
     ids=["empty-prompt", "unreadable-image", "one-frame-video", "unknown-object-format"],
 )
@@ -416,17 +431,17 @@ def test_a_failure_while_generating_leaves_no_half_made_pair(config, dataset, tm
     monkeypatch.setattr(route.ImageToVideo, "__call__", broken)
     out = str(tmp_path / "pair")
     with pytest.raises(RuntimeError, match="simulated"):
-        pairs_stage(PairInputs("text", prompt="a toy"), out, config, CPU, fovy_deg=FOVY, item="toy")
+        pairs_stage(Item.of_files(prompt="a toy"), out, config, CPU, fovy_deg=FOVY, item="toy")
     assert not os.path.exists(out)
 
 
 def test_an_item_without_a_pair_needs_an_output_folder(dataset):
-    from align4d_core.manifest import read_manifest
-    from align4d_core.runs import pair_uris
+    from align4d_core.io.manifest import read_manifest
+    from align4d_core.pairs import item_pair
 
     item = next(i for i in read_manifest(dataset) if i.id == "cat")
     with pytest.raises(InputError, match="needs an output folder"):
-        pair_uris(dataset, item)
+        item_pair(dataset, item)
 
 
 # --- weights: hub id, folder, object-storage cache -------------------------------------------------
@@ -462,12 +477,20 @@ def _break_component(folder: Path, component: str, how: str) -> str:
     return key
 
 
-@pytest.mark.parametrize("model,component,how", [("sdxl", "text_encoder_2", "drop"), ("svd", "unet", "drop"),
-                                                  ("shap_e", "prior", "truncate"), ("shap_e", "shap_e_renderer", "drop")])  # fmt: skip
-def test_a_pipeline_that_does_not_load_whole_fails_naming_the_component(models, config, square_image, tmp_path,
-                                                                        model, component, how):  # fmt: skip
+@pytest.mark.parametrize(
+    "model,component,how",
+    [
+        ("sdxl", "text_encoder_2", "drop"),
+        ("svd", "unet", "drop"),
+        ("shap_e", "prior", "truncate"),
+        ("shap_e", "shap_e_renderer", "drop"),
+    ],
+)
+def test_a_pipeline_that_does_not_load_whole_fails_naming_the_component(
+    models, config, square_image, tmp_path, model, component, how
+):
     """diffusers would run these with randomly initialised weights; the pair stage refuses them."""
-    from align4d_core.weights import IncompleteModelError
+    from align4d_core.io.weights import IncompleteModelError
 
     folder = tmp_path / model
     shutil.copytree(models[model], folder)
@@ -485,7 +508,7 @@ def test_a_pipeline_that_does_not_load_whole_fails_naming_the_component(models, 
 
 
 def test_a_blip_checkpoint_with_a_missing_weight_is_refused(models, square_image, tmp_path):
-    from align4d_core.weights import IncompleteModelError
+    from align4d_core.io.weights import IncompleteModelError
 
     folder = tmp_path / "blip"
     shutil.copytree(models["blip"], folder)
@@ -494,8 +517,7 @@ def test_a_blip_checkpoint_with_a_missing_weight_is_refused(models, square_image
         caption(square_image, CaptionConfig(backend="blip", model=str(folder), max_tokens=5), CPU)
 
 
-def test_weights_from_an_s3_model_cache_are_synced_once(models, config, square_image, s3_bucket, tmp_path,
-                                                        monkeypatch):  # fmt: skip
+def test_weights_from_an_s3_model_cache_are_synced_once(models, config, square_image, s3_bucket, tmp_path, monkeypatch):
     from align4d_core.pairs import model_cache
 
     fs, _ = storage.filesystem(s3_bucket)
@@ -520,20 +542,30 @@ def test_weights_from_an_s3_model_cache_are_synced_once(models, config, square_i
 
 # --- the flow, align4d generate from any input, Consistent4D import --------------------------------
 
-FAST = {"optimize": {"steps": 2, "frames_per_step": 2, "resolution_schedule": [[1.0, 32]], "checkpoint_every": 2},
-        "search": {"d_step": 0.25}, "export": {"turntable_frames": 4, "eval_size": 32}, "mesh_samples": 400}  # fmt: skip
+FAST = {
+    "optimize": {"steps": 2, "frames_per_step": 2, "resolution_schedule": [[1.0, 32]], "checkpoint_every": 2},
+    "search": {"d_step": 0.25},
+    "export": {"turntable_frames": 4, "eval_size": 32},
+    "mesh_samples": 400,
+}
 """A few optimisation steps at 32 px: these tests check the plumbing, not the 4D quality."""
 
 
 def test_the_flow_generates_pairs_for_every_item_once(harness, dataset, models, tmp_path):
     """Flow align4d over a text, an image and a complete item, two methods: each item's pair is made
     once (shared by the methods) inside the run, every row completes, and a re-run loads no model."""
+    from align4d_core.pipeline.runs import RunSpec
     from flows.align4d import align4d
-    from align4d_core.runs import RunSpec
 
     settings = {**FAST, "pairs": tiny_pairs.tiny_pairs_settings(models)}
-    kwargs = dict(dataset=dataset, out=str(tmp_path / "runs"), settings=settings, methods=["align4d", "no-oda"],
-                  items=["toy", "cat", "pair"], return_state=True)  # fmt: skip
+    kwargs = dict(
+        dataset=dataset,
+        out=str(tmp_path / "runs"),
+        settings=settings,
+        methods=["align4d", "no-oda"],
+        items=["toy", "cat", "pair"],
+        return_state=True,
+    )
     state = align4d(**kwargs)
     assert state.is_completed(), state.message
     root = RunSpec(dataset, str(tmp_path / "runs"), settings, ("align4d", "no-oda"), ("toy", "cat", "pair")).root
@@ -551,13 +583,14 @@ def test_the_flow_generates_pairs_for_every_item_once(harness, dataset, models, 
 def test_generate_from_a_prompt_runs_pairs_then_the_optimizer(models, tmp_path):
     from typer.testing import CliRunner
 
-    from align4d_core.cli import app
+    from align4d.cli import app
 
     config_file = tmp_path / "tiny.json"
     config_file.write_text(json.dumps({**FAST, "pairs": tiny_pairs.tiny_pairs_settings(models)}))
     out = tmp_path / "toy"
-    result = CliRunner().invoke(app, ["generate", "--text", "a red toy", "--out", str(out), "--config",
-                                      str(config_file), "--device", "cpu"])  # fmt: skip
+    result = CliRunner().invoke(
+        app, ["generate", "--text", "a red toy", "--out", str(out), "--config", str(config_file), "--device", "cpu"]
+    )
     assert result.exit_code == 0, result.output
     done = storage.read_json(str(out / "done.json"))
     assert done["extra"]["artifacts"] and (out / "object" / "canonical.ply").exists()
@@ -568,7 +601,7 @@ def test_generate_from_a_prompt_runs_pairs_then_the_optimizer(models, tmp_path):
 def test_generate_with_an_empty_prompt_is_one_line_and_writes_nothing(tmp_path):
     from typer.testing import CliRunner
 
-    from align4d_core.cli import app
+    from align4d.cli import app
 
     result = CliRunner().invoke(app, ["generate", "--text", "", "--out", str(tmp_path / "x")])
     assert result.exit_code == 2 and "empty prompt" in result.output
@@ -587,14 +620,16 @@ def _consistent4d(root, names=("dance", "jump"), frames=3):
 
 
 def test_import_consistent4d_makes_video_items_with_eval_views(tmp_path, memory_root):
-    from align4d_core.consistent4d import import_consistent4d
-    from align4d_core.dataset import validate_dataset
-    from align4d_core.manifest import read_manifest
+    from align4d_core.io.consistent4d import import_consistent4d
+    from align4d_core.io.dataset import validate_dataset
+    from align4d_core.io.manifest import read_manifest
 
     src = _consistent4d(tmp_path / "c4d")
     items = import_consistent4d(str(src), memory_root)
     assert [(i.id, i.source, i.eval is not None) for i in read_manifest(memory_root)] == [
-        ("dance", "video", True), ("jump", "video", False)]  # fmt: skip
+        ("dance", "video", True),
+        ("jump", "video", False),
+    ]
     assert items[0].video == "items/dance/video"
     video = read_video(storage.join(memory_root, "items/dance/video"))
     assert video.num_frames == 3 and video.alpha is not None  # RGBA kept: the alpha is the mask
@@ -603,7 +638,7 @@ def test_import_consistent4d_makes_video_items_with_eval_views(tmp_path, memory_
 
 
 def test_import_consistent4d_refuses_a_bad_folder_before_copying(tmp_path):
-    from align4d_core.consistent4d import import_consistent4d
+    from align4d_core.io.consistent4d import import_consistent4d
 
     src = _consistent4d(tmp_path / "c4d")
     write_frames(str(src / "short"), torch.ones(1, 8, 8, 3))
@@ -634,10 +669,13 @@ def test_text_route_on_cuda_in_half_precision(config, tmp_path):
     if not torch.cuda.is_available():
         pytest.skip("needs CUDA")
     cuda = torch.device("cuda")
-    uris = pairs_stage(PairInputs("text", prompt="a red toy"), str(tmp_path / "pair"), config, cuda, fovy_deg=FOVY)
+    uris = pairs_stage(Item.of_files(prompt="a red toy"), str(tmp_path / "pair"), config, cuda, fovy_deg=FOVY)
     record = storage.read_json(str(tmp_path / "pair" / "pair.json"))
     assert record["device"] == "cuda" and record["dtypes"] == {
-        "text_to_image": "float16", "image_to_video": "float16", "image_to_3d": "float16"}  # fmt: skip
+        "text_to_image": "float16",
+        "image_to_video": "float16",
+        "image_to_3d": "float16",
+    }
     video = read_video(uris.video)
     assert video.num_frames == 4 and torch.isfinite(video.frames).all()
     assert len(load_object(uris.object, n_from_mesh=100)) == 100

@@ -9,15 +9,30 @@ import plyfile
 import pytest
 import torch
 
-from align4d_core import storage
 from align4d_core.errors import InputError
-from align4d_core.gaussians import Gaussians
-from align4d_core.ply import is_gaussian_ply, read_gaussians_ply, write_gaussians_ply
+from align4d_core.io import storage
+from align4d_core.io.ply import is_gaussian_ply, read_gaussians_ply, write_gaussians_ply
+from align4d_core.scene.gaussians import Gaussians
 
 STANDARD_DEGREE_0 = [
-    "x", "y", "z", "nx", "ny", "nz", "f_dc_0", "f_dc_1", "f_dc_2",
-    "opacity", "scale_0", "scale_1", "scale_2", "rot_0", "rot_1", "rot_2", "rot_3",
-]  # fmt: skip
+    "x",
+    "y",
+    "z",
+    "nx",
+    "ny",
+    "nz",
+    "f_dc_0",
+    "f_dc_1",
+    "f_dc_2",
+    "opacity",
+    "scale_0",
+    "scale_1",
+    "scale_2",
+    "rot_0",
+    "rot_1",
+    "rot_2",
+    "rot_3",
+]
 STANDARD_DEGREE_3 = STANDARD_DEGREE_0[:9] + [f"f_rest_{i}" for i in range(45)] + STANDARD_DEGREE_0[9:]
 
 
@@ -52,12 +67,14 @@ def write_raw_ply(path, columns: dict[str, np.ndarray], extra_elements=()) -> No
 def gaussian_columns(n: int = 10) -> dict[str, np.ndarray]:
     g = random_gaussians(n)
     values = {
-        "x": g.means[:, 0], "y": g.means[:, 1], "z": g.means[:, 2],
+        "x": g.means[:, 0],
+        "y": g.means[:, 1],
+        "z": g.means[:, 2],
         **{f"f_dc_{i}": g.sh0[:, i] for i in range(3)},
         "opacity": g.opacity_logits,
         **{f"scale_{i}": g.log_scales[:, i] for i in range(3)},
         **{f"rot_{i}": g.quats[:, i] for i in range(4)},
-    }  # fmt: skip
+    }
     return {k: v.numpy().astype("<f4") for k, v in values.items()}
 
 

@@ -3,10 +3,10 @@
 import pytest
 import torch
 
-from align4d_core.cameras import orbit_cameras
-from align4d_core.gaussians import Gaussians
-from align4d_core.render import rasterize, render
-from align4d_core.render.reference import render_reference
+from align4d_core.scene.cameras import orbit_cameras
+from align4d_core.scene.gaussians import Gaussians
+from align4d_core.scene.render import rasterize, render
+from align4d_core.scene.render.reference import render_reference
 
 
 def random_scene(n, seed, dtype=torch.float64, spread=0.8, per_camera=0):
@@ -21,7 +21,9 @@ def random_scene(n, seed, dtype=torch.float64, spread=0.8, per_camera=0):
 
 
 def cameras(width, height, dtype=torch.float64):
-    return orbit_cameras([0.0, 20.0, -35.0], [0.0, 70.0, 200.0], [1.5, 1.2, 2.1], width=width, height=height, dtype=dtype)
+    return orbit_cameras(
+        [0.0, 20.0, -35.0], [0.0, 70.0, 200.0], [1.5, 1.2, 2.1], width=width, height=height, dtype=dtype
+    )
 
 
 def compare_with_reference(scene, cams, atol):
@@ -32,7 +34,9 @@ def compare_with_reference(scene, cams, atol):
     torch.testing.assert_close(fast.rgb.reshape(n, -1, 3), ref_rgb.to(fast.rgb.dtype), atol=atol, rtol=0)
     torch.testing.assert_close(fast.alpha.reshape(n, -1, 1), ref_alpha.to(fast.rgb.dtype), atol=atol, rtol=0)
     covered = ref_alpha > 0.05  # expected depth is only meaningful where something was drawn
-    torch.testing.assert_close(fast.depth.reshape(n, -1, 1)[covered], ref_depth[covered].to(fast.rgb.dtype), atol=atol * 10, rtol=0)
+    torch.testing.assert_close(
+        fast.depth.reshape(n, -1, 1)[covered], ref_depth[covered].to(fast.rgb.dtype), atol=atol * 10, rtol=0
+    )
     return fast
 
 
@@ -78,7 +82,9 @@ def test_gradcheck(name, index):
     def fn(x):
         inputs = list(scene)
         inputs[index] = x
-        out = rasterize(*inputs, cams.viewmats, cams.Ks, 12, 10, background=torch.tensor([1.0, 0.5, 0.0], dtype=torch.float64))
+        out = rasterize(
+            *inputs, cams.viewmats, cams.Ks, 12, 10, background=torch.tensor([1.0, 0.5, 0.0], dtype=torch.float64)
+        )
         return out.rgb, out.alpha, out.depth
 
     x = scene[index].clone().requires_grad_(True)
@@ -90,7 +96,10 @@ def test_gradients_match_reference_autograd():
     cams = cameras(25, 21)
     bg = torch.ones(3, dtype=torch.float64)
     g = torch.Generator().manual_seed(0)
-    w_rgb, w_alpha = torch.randn(3, 21, 25, 3, generator=g, dtype=torch.float64), torch.randn(3, 21, 25, 1, generator=g, dtype=torch.float64)
+    w_rgb, w_alpha = (
+        torch.randn(3, 21, 25, 3, generator=g, dtype=torch.float64),
+        torch.randn(3, 21, 25, 1, generator=g, dtype=torch.float64),
+    )
 
     fast_inputs = [t.clone().requires_grad_(True) for t in scene]
     out = rasterize(*fast_inputs, cams.viewmats, cams.Ks, 25, 21, background=bg)
@@ -126,8 +135,13 @@ def test_empty_and_fully_culled_scenes_render_background():
     out = render(empty, orbit_cameras(0.0, 0.0, 1.5, width=8))
     torch.testing.assert_close(out.rgb, torch.ones(1, 8, 8, 3))
     torch.testing.assert_close(out.alpha, torch.zeros(1, 8, 8, 1))
-    behind = Gaussians.from_activated(torch.tensor([[0.0, 0.0, 5.0]]), torch.full((1, 3), 0.1),
-                                      torch.tensor([[1.0, 0, 0, 0]]), torch.tensor([0.9]), torch.zeros(1, 3))  # fmt: skip
+    behind = Gaussians.from_activated(
+        torch.tensor([[0.0, 0.0, 5.0]]),
+        torch.full((1, 3), 0.1),
+        torch.tensor([[1.0, 0, 0, 0]]),
+        torch.tensor([0.9]),
+        torch.zeros(1, 3),
+    )
     out = render(behind, orbit_cameras(0.0, 0.0, 1.5, width=8))
     assert out.alpha.max() == 0 and (out.radii == 0).all()
 
@@ -168,16 +182,27 @@ def test_non_finite_gaussians_are_culled_not_crashing():
 
 @pytest.mark.parametrize("strip", [4, 8, 16])
 def test_every_strip_width_gives_the_same_image_and_gradients(strip):
-    from align4d_core.render import cpu
-    from align4d_core.render.projection import project
+    from align4d_core.scene.render import cpu
+    from align4d_core.scene.render.projection import project
 
     scene = [t.requires_grad_(True) for t in random_scene(40, 17, dtype=torch.float64)]
     cams = cameras(37, 21)
     proj = project(scene[0], scene[1], scene[2], scene[3], cams.viewmats, cams.Ks, 37, 21)
     colors = torch.cat([scene[4].expand(3, -1, -1), proj.depths[..., None]], dim=-1)
     opacities = scene[3].expand(3, -1)
-    out, alpha, _ = cpu.rasterize(proj.means2d, proj.cov2d, proj.conics, proj.depths, proj.radii, opacities,
-                                  colors, torch.ones(4, dtype=torch.float64), 37, 21, strip=strip)  # fmt: skip
+    out, alpha, _ = cpu.rasterize(
+        proj.means2d,
+        proj.cov2d,
+        proj.conics,
+        proj.depths,
+        proj.radii,
+        opacities,
+        colors,
+        torch.ones(4, dtype=torch.float64),
+        37,
+        21,
+        strip=strip,
+    )
     (out.sum() + alpha.sum()).backward()
     reference = rasterize(*[t.detach() for t in scene], cams.viewmats, cams.Ks, 37, 21, background=1.0)
     torch.testing.assert_close(out[..., :3], reference.rgb, atol=1e-12, rtol=0)

@@ -14,11 +14,10 @@ import time
 from pathlib import Path
 
 import pytest
-
-from align4d_core import storage
-from align4d_core.publish import publish_run
-
 from run_fixture import FAILED_MESSAGE, ITEMS, VALUES, write_run
+
+from align4d_core.io import storage
+from align4d_core.reporting.publish import publish_run
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -33,15 +32,24 @@ FIGURES = 2 + SEARCHED + COMPLETED + len(ITEMS)  # run-level ODA + AO/JO, per-ru
 def browser():
     missing = [path for path in (CHROMIUM, CHROMEDRIVER) if not Path(path).exists()]
     if missing:
-        pytest.fail(f"{', '.join(missing)} missing: the report test needs Debian's Chromium; install it with "
-                    "`apt-get install -y chromium chromium-driver` (.ci/run does this)", pytrace=False)  # fmt: skip
+        pytest.fail(
+            f"{', '.join(missing)} missing: the report test needs Debian's Chromium; install it with "
+            "`apt-get install -y chromium chromium-driver` (.ci/run does this)",
+            pytrace=False,
+        )
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                     "--window-size=1280,2400", "--mute-audio"):  # fmt: skip
+    for argument in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--window-size=1280,2400",
+        "--mute-audio",
+    ):
         options.add_argument(argument)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
@@ -61,8 +69,10 @@ def open_page(driver, url: str) -> list[dict]:
     driver.get_log("browser")  # drop what an earlier page logged
     driver.get(url)
     deadline = time.time() + 30
-    script = ("return document.readyState === 'complete' && "
-              "[...document.querySelectorAll('video')].every(v => v.readyState >= 2 || v.error)")  # fmt: skip
+    script = (
+        "return document.readyState === 'complete' && "
+        "[...document.querySelectorAll('video')].every(v => v.readyState >= 2 || v.error)"
+    )
     while not driver.execute_script(script):
         assert time.time() < deadline, "the page's videos never loaded"
         time.sleep(0.2)
@@ -86,7 +96,9 @@ def check_page(driver, publication, log: list[dict]) -> None:
     for video in videos:
         assert video["error"] is None and video["state"] >= 2 and video["duration"] > 0, video
         assert video["width"] in (32, 64) and video["src"] == "data:video/mp4;base64,"
-    images = driver.execute_script("return [...document.images].map(i => [i.complete, i.naturalWidth, i.src.slice(0, 22)])")
+    images = driver.execute_script(
+        "return [...document.images].map(i => [i.complete, i.naturalWidth, i.src.slice(0, 22)])"
+    )
     assert len(images) == FIGURES
     assert all(done and width > 0 and src == "data:image/png;base64," for done, width, src in images), images
     external = driver.execute_script(
@@ -95,9 +107,13 @@ def check_page(driver, publication, log: list[dict]) -> None:
     )
     assert external == []
     assert driver.execute_script("return document.scripts.length") == 0  # the failed row's <script> is text
-    errors = driver.execute_script("return [...document.querySelectorAll('.run.failed .error')].map(e => e.textContent)")
+    errors = driver.execute_script(
+        "return [...document.querySelectorAll('.run.failed .error')].map(e => e.textContent)"
+    )
     assert len(errors) == 1 and FAILED_MESSAGE in errors[0]
-    items = driver.execute_script("return [...document.querySelectorAll('article[data-item]')].map(a => a.dataset.item)")
+    items = driver.execute_script(
+        "return [...document.querySelectorAll('article[data-item]')].map(a => a.dataset.item)"
+    )
     assert items == sorted(ITEMS)
 
 
@@ -111,7 +127,9 @@ def screenshot(driver, name: str) -> Path:
     return path
 
 
-def test_the_report_file_alone_loads_without_errors_and_shows_every_table_video_and_figure(browser, published, tmp_path):
+def test_the_report_file_alone_loads_without_errors_and_shows_every_table_video_and_figure(
+    browser, published, tmp_path
+):
     root, publication = published
     alone = tmp_path / "alone" / "report.html"  # nothing beside it: everything must be inside
     alone.parent.mkdir()
@@ -135,8 +153,8 @@ def test_the_report_opens_from_an_object_store(browser, published, s3_server, s3
 
 
 def test_videos_above_the_embedding_limit_are_linked_relative_to_the_run_folder(published):
-    from align4d_core.report import render_report
-    from align4d_core.tables import read_run_json
+    from align4d_core.reporting.report import render_report
+    from align4d_core.reporting.tables import read_run_json
 
     root, publication = published
     page = render_report(root, publication.tables, publication.results, {}, read_run_json(root), max_embed_bytes=10)

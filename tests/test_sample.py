@@ -10,18 +10,18 @@ from dataclasses import replace
 import pytest
 import torch
 
-from align4d_core import storage
-from align4d_core.cameras import orbit_cameras
 from align4d_core.config import SampleConfig
-from align4d_core.dataset import validate_dataset
 from align4d_core.errors import InputError
-from align4d_core.gaussians import Gaussians
-from align4d_core.manifest import item_uri, read_manifest
-from align4d_core.media import read_image, read_masks, read_video
-from align4d_core.objects import load_object
-from align4d_core.render import render
+from align4d_core.io import storage
+from align4d_core.io.dataset import validate_dataset
+from align4d_core.io.manifest import item_uri, read_manifest
+from align4d_core.io.media import read_image, read_masks, read_video
+from align4d_core.io.objects import load_object
 from align4d_core.sample import SAMPLE_ITEMS, write_sample
-from align4d_core.sample_objects import MAX_RADIUS, SAMPLE_OBJECTS, frame_phases
+from align4d_core.sample.objects import MAX_RADIUS, SAMPLE_OBJECTS, frame_phases
+from align4d_core.scene.cameras import orbit_cameras
+from align4d_core.scene.gaussians import Gaussians
+from align4d_core.scene.render import render
 
 MB = 1024 * 1024
 

@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-from align4d_core import storage
 from align4d_core.errors import InputError
+from align4d_core.io import storage
 
 
 def _local_dir(uri: str) -> str:

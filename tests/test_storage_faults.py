@@ -11,13 +11,13 @@ import logging
 import uuid
 
 import pytest
+from faulty_proxy import FaultyProxy
 
-from align4d_core import storage
 from align4d_core.config import SampleConfig
 from align4d_core.errors import InputError
-from align4d_core.manifest import read_manifest
+from align4d_core.io import storage
+from align4d_core.io.manifest import read_manifest
 from align4d_core.sample import write_sample
-from faulty_proxy import FaultyProxy
 from tasks.common import is_transient
 
 
@@ -26,13 +26,15 @@ def faulty_s3(s3_server, monkeypatch):
     """``(proxy, root)``: s3fs talks to moto through the proxy, with its own retries off."""
     import fsspec
     import s3fs
-
     from conftest import TEST_BUCKET
 
     proxy = FaultyProxy(s3_server)
     saved = fsspec.config.conf.get("s3")
-    fsspec.config.conf["s3"] = {**(saved or {}), "endpoint_url": proxy.url,
-                                "config_kwargs": {"retries": {"max_attempts": 1, "mode": "standard"}}}  # fmt: skip
+    fsspec.config.conf["s3"] = {
+        **(saved or {}),
+        "endpoint_url": proxy.url,
+        "config_kwargs": {"retries": {"max_attempts": 1, "mode": "standard"}},
+    }
     monkeypatch.setattr(s3fs.S3FileSystem, "retries", 1)  # s3fs's own retry loop (a class setting)
     s3fs.S3FileSystem.clear_instance_cache()
     root = f"s3://{TEST_BUCKET}/faults-{uuid.uuid4().hex}"

@@ -13,13 +13,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
-from align4d_core import storage
-from align4d_core.publish import publish_run
-from align4d_core.rows import METRICS, metric_columns, parse_missing
-from align4d_core.tables import losses_table, read_rows, results_frame, windowed_loss
-
 from run_fixture import FAILED, FAILED_MESSAGE, REASONS, SEARCH_SECONDS, STAGE_COST, STEPS, VALUES, loss_at, write_run
+
+from align4d_core.io import storage
+from align4d_core.reporting.publish import publish_run
+from align4d_core.reporting.rows import METRICS, metric_columns, parse_missing
+from align4d_core.reporting.tables import losses_table, read_rows, results_frame, windowed_loss
 
 TABLES = ("results", "methods", "ablation", "losses", "cost")
 
@@ -98,7 +97,7 @@ def test_results_csv_has_one_row_per_item_and_method_with_every_column(run):
     for (item, method), (psnr, ssim, lpips) in VALUES.items():
         line = table[(table["item"] == item) & (table["method"] == method)].iloc[0]
         assert (line["psnr"], line["ssim"]) == (psnr, ssim)
-        assert (pd.isna(line["lpips"]) if lpips is None else line["lpips"] == lpips)
+        assert pd.isna(line["lpips"]) if lpips is None else line["lpips"] == lpips
     failed = table[(table["item"] == FAILED[0]) & (table["method"] == FAILED[1])].iloc[0]
     assert failed["status"] == "failed" and FAILED_MESSAGE in failed["error"] and pd.isna(failed["psnr"])
 
@@ -161,7 +160,7 @@ def test_table_iii_lists_the_ablations_that_ran_and_names_the_others(run):
 def test_table_iii_says_so_when_no_ablation_ran(run):
     _, rows = run
     only_full = [r for r in rows if r["method"] == "align4d"]
-    from align4d_core.tables import ablation_table
+    from align4d_core.reporting.tables import ablation_table
 
     table = ablation_table(results_frame(only_full))
     assert list(table.frame["method"]) == ["align4d"]
@@ -185,10 +184,12 @@ def test_table_iv_compares_ao_and_jo_and_leaves_the_steps_past_a_short_run_blank
 
 
 def test_table_iv_with_full_and_mixed_run_lengths():
-    histories = {("x", "align4d"): [{"step": s, "loss": 1.0} for s in range(1, 501)],
-                 ("x", "no-ao"): [{"step": s, "loss": float(s)} for s in range(1, 501)],
-                 ("y", "align4d"): [{"step": s, "loss": 3.0} for s in range(1, 251)],
-                 ("y", "no-ao"): [{"step": s, "loss": 0.0} for s in range(1, 251)]}  # fmt: skip
+    histories = {
+        ("x", "align4d"): [{"step": s, "loss": 1.0} for s in range(1, 501)],
+        ("x", "no-ao"): [{"step": s, "loss": float(s)} for s in range(1, 501)],
+        ("y", "align4d"): [{"step": s, "loss": 3.0} for s in range(1, 251)],
+        ("y", "no-ao"): [{"step": s, "loss": 0.0} for s in range(1, 251)],
+    }
     rows = [{"item": i, "method": m, "status": "completed", "guidance": "anchor"} for i, m in histories]
     table = losses_table(results_frame(rows), histories)
     frame = table.frame.set_index("method")
@@ -259,8 +260,9 @@ def test_align4d_tables_rebuilds_everything_from_the_run_folder(run, tmp_path):
     for path in (root / "tables").iterdir():
         if path.name != "rows.json":
             path.unlink()
-    done = subprocess.run([sys.executable, "-m", "align4d_core.cli", "tables", str(root)], capture_output=True,
-                          text=True, timeout=300)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "align4d.cli", "tables", str(root)], capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Guidance backend: zero123." in done.stdout and str(root / "report.html") in done.stdout
     after = {p.name: p.read_text() for p in (root / "tables").iterdir() if p.suffix != ".json"}
@@ -270,13 +272,14 @@ def test_align4d_tables_rebuilds_everything_from_the_run_folder(run, tmp_path):
 
 
 def test_align4d_tables_refuses_a_folder_that_is_not_a_run(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "align4d_core.cli", "tables", str(tmp_path)], capture_output=True,
-                          text=True, timeout=300)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "align4d.cli", "tables", str(tmp_path)], capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 2 and "not a run folder" in done.stderr and "Traceback" not in done.stderr
 
 
 def test_table_v_has_a_pairs_row_only_when_some_pair_was_generated(run):
-    from align4d_core.tables.cost import cost_frame
+    from align4d_core.reporting.tables.cost import cost_frame
 
     root, _ = run
     rows = read_rows(root)

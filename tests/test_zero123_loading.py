@@ -13,14 +13,22 @@ import sys
 
 import pytest
 import torch
+from tiny_zero123 import (
+    HUB_ID,
+    LAYOUTS,
+    SIZE,
+    install_in_hub_cache,
+    rename_key,
+    rewrite_weights,
+    truncate,
+    weight_file,
+    write_port,
+)
 
 from align4d_core.config import GuidanceConfig
 from align4d_core.errors import InputError
 from align4d_core.guidance import load_guidance
-from align4d_core.weights import IncompleteModelError
-
-from tiny_zero123 import (HUB_ID, LAYOUTS, SIZE, install_in_hub_cache, rename_key, rewrite_weights, truncate,
-                          weight_file, write_port)  # fmt: skip
+from align4d_core.io.weights import IncompleteModelError
 
 pytestmark = pytest.mark.usefixtures("one_thread", "offline_hub")
 
@@ -30,8 +38,10 @@ PORTS = [("zero123-pipeline", "safetensors"), ("zero1to3", "safetensors"), ("zer
 @pytest.fixture(scope="module")
 def ports(tmp_path_factory):
     """One pristine folder per (layout, format); tests copy before breaking one."""
-    return {(layout, fmt): write_port(tmp_path_factory.mktemp(f"{layout}-{fmt}") / "model", layout, fmt=fmt)
-            for layout, fmt in PORTS}  # fmt: skip
+    return {
+        (layout, fmt): write_port(tmp_path_factory.mktemp(f"{layout}-{fmt}") / "model", layout, fmt=fmt)
+        for layout, fmt in PORTS
+    }
 
 
 @pytest.fixture
@@ -63,7 +73,11 @@ def test_each_public_layout_loads_every_weight_from_its_files(ports, layout, fmt
     folder = ports[(layout, fmt)]
     guidance = load(folder)
     assert guidance.layout.name == layout
-    for component, module in (("unet", guidance.unet), ("vae", guidance.vae), ("image_encoder", guidance.image_encoder)):
+    for component, module in (
+        ("unet", guidance.unet),
+        ("vae", guidance.vae),
+        ("image_encoder", guidance.image_encoder),
+    ):
         stored = file_tensors(folder, component)
         state = module.state_dict()
         assert set(state) <= set(stored), f"{component}: weights not in the files"
@@ -90,7 +104,9 @@ def test_kxic_without_a_feature_extractor_uses_its_pipelines_clip_preprocessing(
     guidance = load(folder)
     assert guidance.feature_extractor is None
     white = torch.ones(1, SIZE, SIZE, 3)
-    pixels = ((1.0 - torch.tensor(CLIP_MEAN)) / torch.tensor(CLIP_STD)).view(1, 3, 1, 1).expand(1, 3, CLIP_SIZE, CLIP_SIZE)
+    pixels = (
+        ((1.0 - torch.tensor(CLIP_MEAN)) / torch.tensor(CLIP_STD)).view(1, 3, 1, 1).expand(1, 3, CLIP_SIZE, CLIP_SIZE)
+    )
     expected = guidance.image_encoder(pixels).image_embeds
     torch.testing.assert_close(guidance._embed(white).image_embeds, expected, atol=1e-5, rtol=1e-4)
 
@@ -179,7 +195,9 @@ def test_a_renamed_key_is_refused_naming_both_names(copy_of, layout, index):
 def test_our_own_old_layout_is_refused_with_the_layer_it_expected(copy_of):
     """The bug this replaces: CCProjection's ``projection.*`` keys saved under clip_camera_projection/."""
     folder = copy_of("zero123-pipeline")
-    rewrite_weights(folder, "clip_camera_projection", lambda t: {k.replace("proj.", "projection."): v for k, v in t.items()})
+    rewrite_weights(
+        folder, "clip_camera_projection", lambda t: {k.replace("proj.", "projection."): v for k, v in t.items()}
+    )
     with pytest.raises(IncompleteModelError, match=r"CLIPCameraProjection \(layer 'proj'\).*missing proj.weight"):
         load(folder)
 
@@ -247,8 +265,11 @@ def test_an_unknown_layout_lists_what_it_found_and_the_known_ones(copy_of):
     index = json.loads((folder / "model_index.json").read_text())
     index["camera_projection"] = index.pop("clip_camera_projection")
     (folder / "model_index.json").write_text(json.dumps(index))
-    with pytest.raises(IncompleteModelError, match=r"not in a known Zero123 layout.*camera_projection.*"
-                                                   r"clip_camera_projection/ \(ashawkey.*cc_projection/ \(kxic"):  # fmt: skip
+    with pytest.raises(
+        IncompleteModelError,
+        match=r"not in a known Zero123 layout.*camera_projection.*"
+        r"clip_camera_projection/ \(ashawkey.*cc_projection/ \(kxic",
+    ):
         load(folder)
 
 
@@ -261,9 +282,12 @@ def test_a_projection_entry_of_the_wrong_class_is_refused(copy_of):
 
 def test_a_projection_config_without_its_fields_is_refused(copy_of):
     folder = copy_of()
-    (folder / "clip_camera_projection" / "config.json").write_text(json.dumps({"_class_name": "CLIPCameraProjection",
-                                                                              "in_channel": 36}))  # fmt: skip
-    with pytest.raises(IncompleteModelError, match=r"lacks the integer field\(s\) embedding_dim, additional_embeddings"):
+    (folder / "clip_camera_projection" / "config.json").write_text(
+        json.dumps({"_class_name": "CLIPCameraProjection", "in_channel": 36})
+    )
+    with pytest.raises(
+        IncompleteModelError, match=r"lacks the integer field\(s\) embedding_dim, additional_embeddings"
+    ):
         load(folder)
 
 
@@ -272,7 +296,7 @@ def test_a_projection_config_without_its_fields_is_refused(copy_of):
 
 def test_auto_falls_back_only_when_the_weights_are_absent(copy_of, tmp_path):
     from align4d_core.config import RunConfig
-    from align4d_core.stages import resolve_backend
+    from align4d_core.pipeline.devices import resolve_backend
 
     absent = RunConfig(guidance=GuidanceConfig(model=str(tmp_path / "nothing-here"), input_size=SIZE))
     assert resolve_backend(absent, torch.device("cpu")).guidance.backend == "anchor"
@@ -285,16 +309,18 @@ def test_auto_falls_back_only_when_the_weights_are_absent(copy_of, tmp_path):
 
 
 def zero123_config_file(tmp_path, folder, **extra):
-    settings = {"guidance": {"backend": "zero123", "model": str(folder), "input_size": SIZE},
-                "search": {"probe_size": SIZE}, **extra}  # fmt: skip
+    settings = {
+        "guidance": {"backend": "zero123", "model": str(folder), "input_size": SIZE},
+        "search": {"probe_size": SIZE},
+        **extra,
+    }
     path = tmp_path / "zero123.json"
     path.write_text(json.dumps(settings))
     return path
 
 
 def cli(*args):
-    return subprocess.run([sys.executable, "-m", "align4d_core.cli", *args], capture_output=True, text=True,
-                          timeout=600)  # fmt: skip
+    return subprocess.run([sys.executable, "-m", "align4d.cli", *args], capture_output=True, text=True, timeout=600)
 
 
 def test_cli_search_with_a_public_layout_gives_a_finite_probe_curve(ports, small_sample, tmp_path):
@@ -302,8 +328,9 @@ def test_cli_search_with_a_public_layout_gives_a_finite_probe_curve(ports, small
 
     item = inputs(small_sample, "arm_swing")
     config = zero123_config_file(tmp_path, ports[("zero1to3", "safetensors")])
-    result = cli("search", "--video", item.video, "--object", item.object, "--masks", item.masks,
-                 "--config", str(config))  # fmt: skip
+    result = cli(
+        "search", "--video", item.video, "--object", item.object, "--masks", item.masks, "--config", str(config)
+    )
     assert result.returncode == 0, result.stderr
     found = json.loads(result.stdout)
     assert found["guidance"] == "zero123" and len(found["maod_sds"]) == 61
@@ -319,8 +346,9 @@ def test_cli_search_with_a_broken_model_exits_2_before_any_search(copy_of, small
     truncate(weight_file(folder, "vae"))
     item = inputs(small_sample, "arm_swing")
     config = zero123_config_file(tmp_path, folder)
-    result = cli("search", "--video", item.video, "--object", item.object, "--masks", item.masks,
-                 "--config", str(config))  # fmt: skip
+    result = cli(
+        "search", "--video", item.video, "--object", item.object, "--masks", item.masks, "--config", str(config)
+    )
     assert result.returncode == 2, result.stderr
     assert "component vae/" in result.stderr and "truncated" in result.stderr and str(folder) in result.stderr
     assert "Traceback" not in result.stderr
@@ -329,13 +357,14 @@ def test_cli_search_with_a_broken_model_exits_2_before_any_search(copy_of, small
 def test_l_mot_and_l_geo_send_finite_nonzero_gradients_into_the_gaussians_and_the_field(ports, small_sample):
     from dataclasses import replace
 
-    from align4d_core.cameras import orbit_cameras
-    from align4d_core.config import RunConfig
-    from align4d_core.deformation import deform
-    from align4d_core.mgja import random_views
-    from align4d_core.optimize import _Run
-    from align4d_core.render import render
     from test_optimize import load_pair
+
+    from align4d_core.config import RunConfig
+    from align4d_core.method.mgja import random_views
+    from align4d_core.method.optimize import _Run
+    from align4d_core.scene.cameras import orbit_cameras
+    from align4d_core.scene.deformation import deform
+    from align4d_core.scene.render import render
 
     pair, d = load_pair(small_sample, "arm_swing")
     guidance = load(ports[("zero123-pipeline", "safetensors")])
@@ -360,7 +389,7 @@ def test_l_mot_and_l_geo_send_finite_nonzero_gradients_into_the_gaussians_and_th
         field_params = [p for p in run.field.parameters() if p.requires_grad]
         grads = torch.autograd.grad(loss.sum(), gaussian_params + field_params, allow_unused=True)
         into_gaussians = [g for g in grads[: len(gaussian_params)] if g is not None]
-        into_field = [g for g in grads[len(gaussian_params):] if g is not None]
+        into_field = [g for g in grads[len(gaussian_params) :] if g is not None]
         for label, found in (("Gaussians", into_gaussians), ("deformation field", into_field)):
             assert found and all(bool(torch.isfinite(g).all()) for g in found), f"{name} → {label}"
             assert any(float(g.abs().sum()) > 0 for g in found), f"{name} gives no gradient to the {label}"

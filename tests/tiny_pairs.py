@@ -32,7 +32,9 @@ SHAP_E_GRID = 24  # marching-cubes grid of the tiny Shap-E
 
 def byte_symbols() -> list[str]:
     """GPT-2/CLIP's printable stand-ins for the 256 byte values."""
-    keep = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    keep = (
+        list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    )
     codes, extra = keep[:], 0
     for b in range(256):
         if b not in keep:
@@ -60,25 +62,56 @@ def save_tiny_sdxl(folder: Path) -> Path:
 
     torch.manual_seed(0)
     unet = UNet2DConditionModel(
-        block_out_channels=(32, 64), layers_per_block=1, sample_size=SDXL_SIZE // 2, in_channels=4, out_channels=4,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        attention_head_dim=(2, 4), use_linear_projection=True, addition_embed_type="text_time",
-        addition_time_embed_dim=8, transformer_layers_per_block=(1, 1),
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        sample_size=SDXL_SIZE // 2,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        attention_head_dim=(2, 4),
+        use_linear_projection=True,
+        addition_embed_type="text_time",
+        addition_time_embed_dim=8,
+        transformer_layers_per_block=(1, 1),
         projection_class_embeddings_input_dim=80,  # 6 * addition_time_embed_dim + the pooled text embedding (32)
-        cross_attention_dim=64, norm_num_groups=8,
-    )  # fmt: skip
-    scheduler = EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, steps_offset=1,
-                                       beta_schedule="scaled_linear", timestep_spacing="leading")  # fmt: skip
-    vae = AutoencoderKL(block_out_channels=[8, 16], in_channels=3, out_channels=3,
-                        down_block_types=["DownEncoderBlock2D"] * 2, up_block_types=["UpDecoderBlock2D"] * 2,
-                        latent_channels=4, sample_size=SDXL_SIZE, norm_num_groups=8)  # fmt: skip
-    text = CLIPTextConfig(bos_token_id=0, eos_token_id=1, pad_token_id=1, hidden_size=32, intermediate_size=37,
-                          num_attention_heads=4, num_hidden_layers=2, vocab_size=600, projection_dim=32)  # fmt: skip
+        cross_attention_dim=64,
+        norm_num_groups=8,
+    )
+    scheduler = EulerDiscreteScheduler(
+        beta_start=0.00085, beta_end=0.012, steps_offset=1, beta_schedule="scaled_linear", timestep_spacing="leading"
+    )
+    vae = AutoencoderKL(
+        block_out_channels=[8, 16],
+        in_channels=3,
+        out_channels=3,
+        down_block_types=["DownEncoderBlock2D"] * 2,
+        up_block_types=["UpDecoderBlock2D"] * 2,
+        latent_channels=4,
+        sample_size=SDXL_SIZE,
+        norm_num_groups=8,
+    )
+    text = CLIPTextConfig(
+        bos_token_id=0,
+        eos_token_id=1,
+        pad_token_id=1,
+        hidden_size=32,
+        intermediate_size=37,
+        num_attention_heads=4,
+        num_hidden_layers=2,
+        vocab_size=600,
+        projection_dim=32,
+    )
     tokenizer = tiny_clip_tokenizer()
     StableDiffusionXLPipeline(
-        vae=vae, text_encoder=CLIPTextModel(text), text_encoder_2=CLIPTextModelWithProjection(text),
-        tokenizer=tokenizer, tokenizer_2=tokenizer, unet=unet, scheduler=scheduler,
-    ).save_pretrained(folder)  # fmt: skip
+        vae=vae,
+        text_encoder=CLIPTextModel(text),
+        text_encoder_2=CLIPTextModelWithProjection(text),
+        tokenizer=tokenizer,
+        tokenizer_2=tokenizer,
+        unet=unet,
+        scheduler=scheduler,
+    ).save_pretrained(folder)
     return folder
 
 
@@ -95,26 +128,57 @@ def save_tiny_svd(folder: Path) -> Path:
 
     torch.manual_seed(0)
     unet = UNetSpatioTemporalConditionModel(
-        block_out_channels=(32, 64), layers_per_block=1, sample_size=SVD_SIZE // 2, in_channels=8, out_channels=4,
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        sample_size=SVD_SIZE // 2,
+        in_channels=8,
+        out_channels=4,
         down_block_types=("CrossAttnDownBlockSpatioTemporal", "DownBlockSpatioTemporal"),
         up_block_types=("UpBlockSpatioTemporal", "CrossAttnUpBlockSpatioTemporal"),
-        cross_attention_dim=32, num_attention_heads=8,
-        projection_class_embeddings_input_dim=96, addition_time_embed_dim=32,  # fps, motion bucket, noise aug
-    )  # fmt: skip
+        cross_attention_dim=32,
+        num_attention_heads=8,
+        projection_class_embeddings_input_dim=96,
+        addition_time_embed_dim=32,  # fps, motion bucket, noise aug
+    )
     scheduler = EulerDiscreteScheduler(
-        beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, interpolation_type="linear",
-        num_train_timesteps=1000, prediction_type="v_prediction", sigma_max=700.0, sigma_min=0.002, steps_offset=1,
-        timestep_spacing="leading", timestep_type="continuous", use_karras_sigmas=True,
-    )  # fmt: skip
-    vae = AutoencoderKLTemporalDecoder(block_out_channels=[32, 32], in_channels=3, out_channels=3,
-                                       down_block_types=["DownEncoderBlock2D"] * 2, latent_channels=4)  # fmt: skip
-    encoder = CLIPVisionModelWithProjection(CLIPVisionConfig(
-        hidden_size=32, projection_dim=32, num_hidden_layers=1, num_attention_heads=4, image_size=224,
-        intermediate_size=37, patch_size=32))  # fmt: skip
+        beta_schedule="scaled_linear",
+        beta_start=0.00085,
+        beta_end=0.012,
+        interpolation_type="linear",
+        num_train_timesteps=1000,
+        prediction_type="v_prediction",
+        sigma_max=700.0,
+        sigma_min=0.002,
+        steps_offset=1,
+        timestep_spacing="leading",
+        timestep_type="continuous",
+        use_karras_sigmas=True,
+    )
+    vae = AutoencoderKLTemporalDecoder(
+        block_out_channels=[32, 32],
+        in_channels=3,
+        out_channels=3,
+        down_block_types=["DownEncoderBlock2D"] * 2,
+        latent_channels=4,
+    )
+    encoder = CLIPVisionModelWithProjection(
+        CLIPVisionConfig(
+            hidden_size=32,
+            projection_dim=32,
+            num_hidden_layers=1,
+            num_attention_heads=4,
+            image_size=224,
+            intermediate_size=37,
+            patch_size=32,
+        )
+    )
     StableVideoDiffusionPipeline(
-        vae=vae, image_encoder=encoder, unet=unet, scheduler=scheduler,
+        vae=vae,
+        image_encoder=encoder,
+        unet=unet,
+        scheduler=scheduler,
         feature_extractor=CLIPImageProcessor(crop_size=224, size=224, image_mean=CLIP_MEAN, image_std=CLIP_STD),
-    ).save_pretrained(folder)  # fmt: skip
+    ).save_pretrained(folder)
     return folder
 
 
@@ -167,7 +231,11 @@ def marching_cubes_table() -> tuple[torch.Tensor, torch.Tensor]:
             loop, previous, current = [start], None, start
             seen.add(start)
             while True:
-                step = neighbours[current][0] if previous is None else next(n for n in neighbours[current] if n != previous)
+                step = (
+                    neighbours[current][0]
+                    if previous is None
+                    else next(n for n in neighbours[current] if n != previous)
+                )
                 if step == start:
                     break
                 loop.append(step)
@@ -187,23 +255,60 @@ def save_tiny_shap_e(folder: Path) -> Path:
     from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModel
 
     torch.manual_seed(0)
-    encoder = CLIPVisionModel(CLIPVisionConfig(hidden_size=16, image_size=32, projection_dim=16, intermediate_size=24,
-                                               num_attention_heads=2, num_hidden_layers=1, patch_size=8))  # fmt: skip
-    processor = CLIPImageProcessor(crop_size=32, do_center_crop=True, do_normalize=True, do_resize=True,
-                                   image_mean=CLIP_MEAN, image_std=CLIP_STD, resample=3, size=32)  # fmt: skip
-    prior = PriorTransformer(num_attention_heads=2, attention_head_dim=16, embedding_dim=16, num_embeddings=32,
-                             embedding_proj_dim=16, time_embed_dim=64, num_layers=1, clip_embed_dim=32,
-                             additional_embeddings=0, time_embed_act_fn="gelu", norm_in_type="layer",
-                             embedding_proj_norm_type="layer", encoder_hid_proj_type=None, added_emb_type=None)  # fmt: skip
-    renderer = ShapERenderer(param_shapes=((8, 93), (8, 8), (8, 8), (8, 8)), d_latent=16, d_hidden=8, n_output=12,
-                             background=(0.1, 0.1, 0.1))  # fmt: skip
+    encoder = CLIPVisionModel(
+        CLIPVisionConfig(
+            hidden_size=16,
+            image_size=32,
+            projection_dim=16,
+            intermediate_size=24,
+            num_attention_heads=2,
+            num_hidden_layers=1,
+            patch_size=8,
+        )
+    )
+    processor = CLIPImageProcessor(
+        crop_size=32,
+        do_center_crop=True,
+        do_normalize=True,
+        do_resize=True,
+        image_mean=CLIP_MEAN,
+        image_std=CLIP_STD,
+        resample=3,
+        size=32,
+    )
+    prior = PriorTransformer(
+        num_attention_heads=2,
+        attention_head_dim=16,
+        embedding_dim=16,
+        num_embeddings=32,
+        embedding_proj_dim=16,
+        time_embed_dim=64,
+        num_layers=1,
+        clip_embed_dim=32,
+        additional_embeddings=0,
+        time_embed_act_fn="gelu",
+        norm_in_type="layer",
+        embedding_proj_norm_type="layer",
+        encoder_hid_proj_type=None,
+        added_emb_type=None,
+    )
+    renderer = ShapERenderer(
+        param_shapes=((8, 93), (8, 8), (8, 8), (8, 8)), d_latent=16, d_hidden=8, n_output=12, background=(0.1, 0.1, 0.1)
+    )
     cases, masks = marching_cubes_table()
     renderer.mesh_decoder.cases.copy_(cases)
     renderer.mesh_decoder.masks.copy_(masks)
-    scheduler = HeunDiscreteScheduler(beta_schedule="exp", num_train_timesteps=1024, prediction_type="sample",
-                                      use_karras_sigmas=True, clip_sample=True, clip_sample_range=1.0)  # fmt: skip
-    ShapEImg2ImgPipeline(prior=prior, image_encoder=encoder, image_processor=processor, scheduler=scheduler,
-                         shap_e_renderer=renderer).save_pretrained(folder)  # fmt: skip
+    scheduler = HeunDiscreteScheduler(
+        beta_schedule="exp",
+        num_train_timesteps=1024,
+        prediction_type="sample",
+        use_karras_sigmas=True,
+        clip_sample=True,
+        clip_sample_range=1.0,
+    )
+    ShapEImg2ImgPipeline(
+        prior=prior, image_encoder=encoder, image_processor=processor, scheduler=scheduler, shap_e_renderer=renderer
+    ).save_pretrained(folder)
     return folder
 
 
@@ -211,19 +316,48 @@ def save_tiny_blip(folder: Path) -> Path:
     """A BLIP captioner (BlipForConditionalGeneration + processor) with a 40-word vocabulary."""
     from transformers import BertTokenizer, BlipConfig, BlipForConditionalGeneration, BlipImageProcessor, BlipProcessor
 
-    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[DEC]", *"abcdefghijklmnopqrstuvwxyz", "cat", "object",
-             "on", "white", "red", "toy"]  # fmt: skip
+    words = [
+        "[PAD]",
+        "[UNK]",
+        "[CLS]",
+        "[SEP]",
+        "[MASK]",
+        "[DEC]",
+        *"abcdefghijklmnopqrstuvwxyz",
+        "cat",
+        "object",
+        "on",
+        "white",
+        "red",
+        "toy",
+    ]
     tokenizer = BertTokenizer(vocab={w: i for i, w in enumerate(words)}, bos_token="[DEC]")
-    BlipProcessor(image_processor=BlipImageProcessor(size={"height": 32, "width": 32}),
-                  tokenizer=tokenizer).save_pretrained(folder)  # fmt: skip
+    BlipProcessor(
+        image_processor=BlipImageProcessor(size={"height": 32, "width": 32}), tokenizer=tokenizer
+    ).save_pretrained(folder)
     torch.manual_seed(0)
     config = BlipConfig(
-        text_config=dict(vocab_size=len(words), hidden_size=32, intermediate_size=37, num_hidden_layers=1,
-                         num_attention_heads=2, bos_token_id=words.index("[DEC]"), sep_token_id=3, pad_token_id=0,
-                         max_position_embeddings=64, encoder_hidden_size=32),
-        vision_config=dict(hidden_size=32, intermediate_size=37, num_hidden_layers=1, num_attention_heads=2,
-                           image_size=32, patch_size=8),
-    )  # fmt: skip
+        text_config=dict(
+            vocab_size=len(words),
+            hidden_size=32,
+            intermediate_size=37,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            bos_token_id=words.index("[DEC]"),
+            sep_token_id=3,
+            pad_token_id=0,
+            max_position_embeddings=64,
+            encoder_hidden_size=32,
+        ),
+        vision_config=dict(
+            hidden_size=32,
+            intermediate_size=37,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            image_size=32,
+            patch_size=8,
+        ),
+    )
     BlipForConditionalGeneration(config).save_pretrained(folder)
     return folder
 
@@ -232,11 +366,17 @@ def tiny_pairs_settings(models: dict[str, Path], **overrides) -> dict:
     """``pairs`` settings that point every generator at the tiny models, with 1-2 steps each."""
     settings = {
         "text_to_image": {"model": str(models["sdxl"]), "steps": 2, "size": SDXL_SIZE},
-        "image_to_video": {"model": str(models["svd"]), "steps": 2, "frames": 4, "width": SVD_SIZE,
-                           "height": SVD_SIZE, "decode_chunk_size": 4},
+        "image_to_video": {
+            "model": str(models["svd"]),
+            "steps": 2,
+            "frames": 4,
+            "width": SVD_SIZE,
+            "height": SVD_SIZE,
+            "decode_chunk_size": 4,
+        },
         "image_to_3d": {"model": str(models["shap_e"]), "steps": 2, "grid_size": SHAP_E_GRID},
         "front_view": {"size": 32, "mesh_samples": 512},
-    }  # fmt: skip
+    }
     for section, values in overrides.items():
         settings[section] = {**settings.get(section, {}), **values}
     return settings

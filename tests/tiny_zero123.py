@@ -116,8 +116,12 @@ LAYOUTS = {
             "vae": ["diffusers", "AutoencoderKL"],
         },
         "projection": "clip_camera_projection",
-        "projection_config": {"_class_name": "CLIPCameraProjection", "_diffusers_version": "0.20.0",
-                              "additional_embeddings": 4, "embedding_dim": CROSS_ATTENTION},  # fmt: skip
+        "projection_config": {
+            "_class_name": "CLIPCameraProjection",
+            "_diffusers_version": "0.20.0",
+            "additional_embeddings": 4,
+            "embedding_dim": CROSS_ATTENTION,
+        },
         "projection_layer": "proj",
     },
     "zero1to3": {
@@ -134,8 +138,12 @@ LAYOUTS = {
             "vae": ["diffusers", "AutoencoderKL"],
         },
         "projection": "cc_projection",
-        "projection_config": {"_class_name": "CCProjection", "_diffusers_version": "0.17.0.dev0",
-                              "in_channel": PROJECTION_DIM + 4, "out_channel": CROSS_ATTENTION},  # fmt: skip
+        "projection_config": {
+            "_class_name": "CCProjection",
+            "_diffusers_version": "0.17.0.dev0",
+            "in_channel": PROJECTION_DIM + 4,
+            "out_channel": CROSS_ATTENTION,
+        },
         "projection_layer": "projection",
     },
 }
@@ -160,8 +168,15 @@ def _write_weights(folder: Path, stem: str, tensors: dict[str, torch.Tensor], fm
         torch.save(tensors, folder / f"{name}.bin")
 
 
-def write_port(folder, layout: str = "zero123-pipeline", *, fmt: str = "safetensors", variant: str | None = None,
-               feature_extractor: bool = True, seed: int = 0) -> Path:  # fmt: skip
+def write_port(
+    folder,
+    layout: str = "zero123-pipeline",
+    *,
+    fmt: str = "safetensors",
+    variant: str | None = None,
+    feature_extractor: bool = True,
+    seed: int = 0,
+) -> Path:
     """A tiny random Zero123 in ``layout``'s published files; weights in ``fmt`` ("safetensors"/"bin")."""
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
@@ -181,12 +196,15 @@ def write_port(folder, layout: str = "zero123-pipeline", *, fmt: str = "safetens
     _write_json(folder / "vae" / "config.json", {"_class_name": "AutoencoderKL", **TINY_VAE})
     _write_weights(folder / "vae", diffusers_stem, vae.state_dict(), fmt, variant)
     clip = CLIPVisionModelWithProjection(CLIPVisionConfig(**TINY_CLIP))
-    _write_json(folder / "image_encoder" / "config.json",
-                {"architectures": ["CLIPVisionModelWithProjection"], "model_type": "clip_vision_model", **TINY_CLIP})
+    _write_json(
+        folder / "image_encoder" / "config.json",
+        {"architectures": ["CLIPVisionModelWithProjection"], "model_type": "clip_vision_model", **TINY_CLIP},
+    )
     positions = (TINY_CLIP["image_size"] // TINY_CLIP["patch_size"]) ** 2 + 1
     clip_state = {**clip.state_dict(), "vision_model.embeddings.position_ids": torch.arange(positions)[None]}
-    _write_weights(folder / "image_encoder", "model" if fmt == "safetensors" else "pytorch_model", clip_state, fmt,
-                   variant)  # fmt: skip
+    _write_weights(
+        folder / "image_encoder", "model" if fmt == "safetensors" else "pytorch_model", clip_state, fmt, variant
+    )
     _write_json(folder / "scheduler" / "scheduler_config.json", SCHEDULER_CONFIG)
     if feature_extractor:
         _write_json(folder / "feature_extractor" / "preprocessor_config.json", FEATURE_EXTRACTOR_CONFIG)
@@ -194,8 +212,9 @@ def write_port(folder, layout: str = "zero123-pipeline", *, fmt: str = "safetens
     _write_json(projection / "config.json", facts["projection_config"])
     layer = facts["projection_layer"]
     linear = torch.nn.Linear(PROJECTION_DIM + 4, CROSS_ATTENTION)
-    _write_weights(projection, diffusers_stem, {f"{layer}.weight": linear.weight, f"{layer}.bias": linear.bias},
-                   fmt, variant)  # fmt: skip
+    _write_weights(
+        projection, diffusers_stem, {f"{layer}.weight": linear.weight, f"{layer}.bias": linear.bias}, fmt, variant
+    )
     return folder
 
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import torch
 
-from ..config import GuidanceConfig
-from .anchor import AnchorGuidance
-from .base import Guidance, ViewDelta
+from align4d_core.config import GuidanceConfig
+from align4d_core.guidance.anchor import AnchorGuidance
+from align4d_core.guidance.base import Guidance, ViewDelta
 
 BACKENDS = ("anchor", "zero123")
 
@@ -25,7 +25,7 @@ def load_guidance(config: GuidanceConfig, device: torch.device | str) -> Guidanc
     if config.backend == "anchor":
         return AnchorGuidance()
     if config.backend == "zero123":
-        from .zero123 import Zero123Guidance
+        from align4d_core.guidance.zero123 import Zero123Guidance
 
         return Zero123Guidance(config, device)
     raise ValueError(f"unknown guidance backend {config.backend!r}; choose one of {', '.join(BACKENDS)}")
@@ -34,7 +34,7 @@ def load_guidance(config: GuidanceConfig, device: torch.device | str) -> Guidanc
 def __getattr__(name: str):
     """Lazy access to the Zero123 names (PEP 562): diffusers is imported on first use only."""
     if name in _ZERO123_EXPORTS:
-        from . import zero123
+        from align4d_core.guidance import zero123
 
         return getattr(zero123, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

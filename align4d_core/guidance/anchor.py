@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .base import ViewDelta
+from align4d_core.guidance.base import ViewDelta
 
 _NO_PROBE = (
     "the 'anchor' guidance has no diffusion prior to probe; its probe_azimuths is empty, so ODA "
@@ -28,22 +28,27 @@ class AnchorGuidance:
     def set_frames(self, frames: Tensor) -> None:
         """Nothing to precompute: no loss of this backend is conditioned on the video frames."""
 
-    def motion_loss(self, renders: Tensor, frame_index: Tensor, delta: ViewDelta, generator: torch.Generator,
-                    step_ratio: float | None = None) -> None:  # fmt: skip
+    def motion_loss(
+        self,
+        renders: Tensor,
+        frame_index: Tensor,
+        delta: ViewDelta,
+        generator: torch.Generator,
+        step_ratio: float | None = None,
+    ) -> None:
         """L_mot is off: transferring motion to unseen views needs a multiview prior (eq. 7)."""
         return None
 
-    def geometry_loss(self, renders: Tensor, references: Tensor, generator: torch.Generator,
-                      step_ratio: float | None = None) -> Tensor:  # fmt: skip
+    def geometry_loss(
+        self, renders: Tensor, references: Tensor, generator: torch.Generator, step_ratio: float | None = None
+    ) -> Tensor:
         """Per-sample mean squared error to the same-view renders of the 3D input, (B,).
 
         The Δpose-0 SDS of eq. 8 pulls each render toward its reference; without a model the
         direct pull is the pixel loss itself.
         """
         if renders.shape != references.shape:
-            raise ValueError(
-                f"renders {tuple(renders.shape)} and references {tuple(references.shape)} must match"
-            )
+            raise ValueError(f"renders {tuple(renders.shape)} and references {tuple(references.shape)} must match")
         return (renders - references).square().flatten(1).mean(dim=1)
 
     def probe(

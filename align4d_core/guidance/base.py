@@ -27,7 +27,7 @@ class ViewDelta:
     radius: Tensor  # (B,) object-distance units, target minus condition
 
     @classmethod
-    def zeros(cls, batch: int, device: torch.device | str = "cpu") -> "ViewDelta":
+    def zeros(cls, batch: int, device: torch.device | str = "cpu") -> ViewDelta:
         z = torch.zeros(batch, dtype=torch.float32, device=device)
         return cls(z, z.clone(), z.clone())
 
@@ -46,18 +46,27 @@ class Guidance(Protocol):
 
         Call it before :meth:`motion_loss` and :meth:`probe`, which index these frames."""
 
-    def motion_loss(self, renders: Tensor, frame_index: Tensor, delta: ViewDelta, generator: torch.Generator,
-                    step_ratio: float | None = None) -> Tensor | None:  # fmt: skip
+    def motion_loss(
+        self,
+        renders: Tensor,
+        frame_index: Tensor,
+        delta: ViewDelta,
+        generator: torch.Generator,
+        step_ratio: float | None = None,
+    ) -> Tensor | None:
         """L_mot of eq. 7 per sample, (B,): SDS of ``renders`` (B, H, W, 3) conditioned on video
         frames ``frame_index`` (B,) seen from ``delta``. None when the backend has no motion prior.
         ``step_ratio`` (step/steps) is for timestep schedules that anneal (``guidance.t_schedule``)."""
 
-    def geometry_loss(self, renders: Tensor, references: Tensor, generator: torch.Generator,
-                      step_ratio: float | None = None) -> Tensor:  # fmt: skip
+    def geometry_loss(
+        self, renders: Tensor, references: Tensor, generator: torch.Generator, step_ratio: float | None = None
+    ) -> Tensor:
         """L_geo of eq. 8 per sample, (B,): ``renders`` of the 4D object against ``references``,
         the same-view renders of the 3D input (Δpose 0)."""
 
-    def probe(self, renders: Tensor, frame_index: Tensor, delta: ViewDelta, timesteps: tuple[int, ...], noise: Tensor) -> Tensor:
+    def probe(
+        self, renders: Tensor, frame_index: Tensor, delta: ViewDelta, timesteps: tuple[int, ...], noise: Tensor
+    ) -> Tensor:
         """The MAOD probe of eq. 5 per sample, (B,): w(τ)·‖ε̂(z_τ; I, c, τ) − ε‖² averaged over
         ``timesteps``, with the same fixed ``noise`` (one latent, broadcast) for every sample."""
 

@@ -21,13 +21,21 @@ import torch.nn.functional as F
 from diffusers.utils.torch_utils import randn_tensor
 from torch import Tensor
 
-from ..config import GuidanceConfig
-from .base import ViewDelta
-from .zero123_layout import CameraProjection, MissingWeightsError, Zero123Parts, load_zero123
-from .zero123_xl import CLIP_MEAN, CLIP_STD
+from align4d_core.config import GuidanceConfig
+from align4d_core.guidance.base import ViewDelta
+from align4d_core.guidance.zero123_layout import CameraProjection, MissingWeightsError, Zero123Parts, load_zero123
+from align4d_core.guidance.zero123_xl import CLIP_MEAN, CLIP_STD
 
-__all__ = ["CAMERA_EMBEDDINGS", "T_SCHEDULES", "CameraProjection", "MissingWeightsError", "Zero123Guidance",
-           "resolve_dtype", "sds_timesteps", "zero123_pose"]
+__all__ = [
+    "CAMERA_EMBEDDINGS",
+    "T_SCHEDULES",
+    "CameraProjection",
+    "MissingWeightsError",
+    "Zero123Guidance",
+    "resolve_dtype",
+    "sds_timesteps",
+    "zero123_pose",
+]
 
 CAMERA_EMBEDDINGS = ("zero123", "stable")
 T_SCHEDULES = ("uniform", "anneal")
@@ -73,8 +81,9 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
     return _DTYPES[name]
 
 
-def sds_timesteps(batch: int, schedule: str, step_ratio: float | None, bounds: tuple[int, int], steps: int,
-                  generator: torch.Generator) -> Tensor:  # fmt: skip
+def sds_timesteps(
+    batch: int, schedule: str, step_ratio: float | None, bounds: tuple[int, int], steps: int, generator: torch.Generator
+) -> Tensor:
     """τ of each SDS sample (B,): ``uniform`` draws τ ~ U{min..max} (the paper: "randomly sampled");
     ``anneal`` is DreamGaussian4D's ``zero123_utils.train_step`` with a step ratio: one
     τ = round((1 − step/steps)·1000), clipped to [min, max], for the whole batch.
@@ -107,7 +116,7 @@ class _Embedded:
     image_embeds: Tensor  # (B, P)
     latents: Tensor  # (B, 4, h, w), posterior mode, unscaled
 
-    def select(self, index: Tensor) -> "_Embedded":
+    def select(self, index: Tensor) -> _Embedded:
         return _Embedded(self.image_embeds[index], self.latents[index])
 
 
@@ -141,7 +150,9 @@ class Zero123Guidance:
             choices = ", ".join(CAMERA_EMBEDDINGS)
             raise ValueError(f"unknown camera embedding {config.camera_embedding!r}; choose one of {choices}")
         if config.t_schedule not in T_SCHEDULES:
-            raise ValueError(f"unknown guidance.t_schedule {config.t_schedule!r}; choose one of {', '.join(T_SCHEDULES)}")
+            raise ValueError(
+                f"unknown guidance.t_schedule {config.t_schedule!r}; choose one of {', '.join(T_SCHEDULES)}"
+            )
         self.config = config
         self.device = torch.device(device)
         self.dtype = resolve_dtype(config.dtype, self.device)
@@ -162,6 +173,11 @@ class Zero123Guidance:
         self._frames: _Embedded | None = None
 
     @property
+    def input_size(self) -> int:
+        """The size the model sees its images at (``guidance.input_size``)."""
+        return int(self.config.input_size)
+
+    @property
     def latent_shape(self) -> tuple[int, int, int]:
         """(channels, h, w) of the latent of an ``input_size`` image."""
         factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
@@ -174,14 +190,21 @@ class Zero123Guidance:
         """Embed every video frame (T, H, W, 3) once; L_mot and the probe index into them."""
         self._frames = self._embed(frames)
 
-    def motion_loss(self, renders: Tensor, frame_index: Tensor, delta: ViewDelta, generator: torch.Generator,
-                    step_ratio: float | None = None) -> Tensor:  # fmt: skip
+    def motion_loss(
+        self,
+        renders: Tensor,
+        frame_index: Tensor,
+        delta: ViewDelta,
+        generator: torch.Generator,
+        step_ratio: float | None = None,
+    ) -> Tensor:
         """L_mot (eq. 7), (B,): SDS of each render conditioned on its video frame I_t and view ``delta``."""
         condition = self._condition(self._frame_embeddings(frame_index), delta)
         return self.sds(self._encode(renders, generator), condition, generator, step_ratio).loss
 
-    def geometry_loss(self, renders: Tensor, references: Tensor, generator: torch.Generator,
-                      step_ratio: float | None = None) -> Tensor:  # fmt: skip
+    def geometry_loss(
+        self, renders: Tensor, references: Tensor, generator: torch.Generator, step_ratio: float | None = None
+    ) -> Tensor:
         """L_geo (eq. 8), (B,): SDS conditioned on the same-view render of the 3D input, Δpose 0."""
         if references.shape[0] != renders.shape[0]:
             raise ValueError(f"{renders.shape[0]} renders but {references.shape[0]} references")
@@ -221,8 +244,9 @@ class Zero123Guidance:
 
     # --- SDS ----------------------------------------------------------------------------------
 
-    def sds(self, latents: Tensor, condition: Condition, generator: torch.Generator,
-            step_ratio: float | None = None) -> SDSStep:  # fmt: skip
+    def sds(
+        self, latents: Tensor, condition: Condition, generator: torch.Generator, step_ratio: float | None = None
+    ) -> SDSStep:
         """SDS (eq. 1) on render latents: τ from ``guidance.t_schedule`` (:func:`sds_timesteps`; uniform
         in ``t_range`` by default), ε ~ N(0, I), both from ``generator``.
 
@@ -230,8 +254,14 @@ class Zero123Guidance:
         the VAE encoder and the renderer gives eq. 1's gradient without differentiating the UNet.
         """
         batch = latents.shape[0]
-        t = sds_timesteps(batch, self.config.t_schedule, step_ratio, (self.min_step, self.max_step),
-                          self.num_train_timesteps, generator).to(self.device)  # fmt: skip
+        t = sds_timesteps(
+            batch,
+            self.config.t_schedule,
+            step_ratio,
+            (self.min_step, self.max_step),
+            self.num_train_timesteps,
+            generator,
+        ).to(self.device)
         noise = randn_tensor(latents.shape, generator=generator, device=self.device, dtype=latents.dtype)
         noisy = self.scheduler.add_noise(latents.detach(), noise, t)
         noise_pred = self.predict_noise(noisy, t, condition, self.config.guidance_scale)

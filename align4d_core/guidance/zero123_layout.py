@@ -17,7 +17,7 @@ input channels), ``vae/`` (AutoencoderKL) and ``scheduler/``. A folder's layout 
 ``model_index.json`` and the projection's config, never from its name: a copy of a port in any
 folder, or our own prior saved in the same layout, loads the same way.
 
-Loading is strict (:mod:`align4d_core.weights`): the files first (every component folder, config and
+Loading is strict (:mod:`align4d_core.io.weights`): the files first (every component folder, config and
 whole weight file), then whether the parts fit together (UNet input = 2 × VAE latent channels,
 projection input = CLIP projection size + 4, projection output = UNet cross-attention size), then
 each component's weights with nothing missing, unexpected or mis-shaped. The camera projection is
@@ -26,6 +26,7 @@ our own one-layer module, filled from the file under the layout's key names and 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from dataclasses import dataclass
@@ -33,13 +34,23 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ..config import GuidanceConfig
-from ..errors import InputError
-from ..weights import IncompleteModelError, check_component_files, load_component, read_config, weight_files
-from .zero123_xl import POSE_DIM
+from align4d_core.config import GuidanceConfig
+from align4d_core.errors import InputError
+from align4d_core.guidance.zero123_xl import POSE_DIM
+from align4d_core.io.weights import (
+    IncompleteModelError,
+    check_component_files,
+    load_component,
+    read_config,
+    weight_files,
+)
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 DEFAULT_HUB_ID = "ashawkey/zero123-xl-diffusers"
+BUNDLED = "align4d:"
+"""``guidance.model`` ``align4d:<name>`` is a model shipped inside the package (``guidance/bundled/<name>/``):
+the learned prior (docs/method.md, "The learned prior")."""
+BUNDLED_ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bundled")
 
 
 class MissingWeightsError(InputError):
@@ -125,9 +136,11 @@ class Zero123Parts:
 
 def how_to_provide(model: str) -> str:
     hub_id = model if _HUB_ID.match(model) and not os.path.isabs(model) else DEFAULT_HUB_ID
-    return (f"On a machine with internet run `huggingface-cli download {hub_id} --local-dir DIR` "
-            "(`hf download` in recent huggingface_hub), copy DIR here and set guidance.model to DIR; "
-            "or use guidance.backend='anchor', which needs no weights.")  # fmt: skip
+    return (
+        f"On a machine with internet run `huggingface-cli download {hub_id} --local-dir DIR` "
+        "(`hf download` in recent huggingface_hub), copy DIR here and set guidance.model to DIR; "
+        "or use guidance.backend='anchor', which needs no weights."
+    )
 
 
 def model_folder(config: GuidanceConfig) -> str:
@@ -139,12 +152,23 @@ def model_folder(config: GuidanceConfig) -> str:
     from huggingface_hub import constants as hub_constants
     from huggingface_hub import snapshot_download
 
-    model = config.model[len("file://"):] if config.model.startswith("file://") else config.model
+    model = config.model[len("file://") :] if config.model.startswith("file://") else config.model
+    if model.startswith(BUNDLED):
+        folder = os.path.join(BUNDLED_ROOT, model[len(BUNDLED) :])
+        if not os.path.isdir(folder):
+            raise MissingWeightsError(
+                f"guidance.model {model!r}: this install has no bundled model of that name (looked in {BUNDLED_ROOT})",
+                uri=model,
+            )
+        return folder
     if os.path.isdir(model):
         return model
     if os.path.isabs(model) or model.startswith(".") or not _HUB_ID.match(model):
-        raise MissingWeightsError(f"guidance.model {config.model!r} is neither an existing folder nor a hub id. "
-                                  f"{how_to_provide(config.model)}", uri=config.model)  # fmt: skip
+        raise MissingWeightsError(
+            f"guidance.model {config.model!r} is neither an existing folder nor a hub id. "
+            f"{how_to_provide(config.model)}",
+            uri=config.model,
+        )
     suffix = f".{config.variant}" if config.variant else ""
     patterns = ["model_index.json", "*/*.json", f"*/*{suffix}.safetensors", f"*/*{suffix}.bin"]
     offline = bool(hub_constants.HF_HUB_OFFLINE) or config.local_files_only
@@ -154,8 +178,11 @@ def model_folder(config: GuidanceConfig) -> str:
         revision = f" at revision {config.revision!r}" if config.revision else ""
         where = " (HF_HUB_OFFLINE is set: only the local cache was searched)" if offline else ""
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise MissingWeightsError(f"Zero123 model (hub id) {config.model!r}{revision} is not available{where}: "
-                                  f"{reason}. {how_to_provide(config.model)}", uri=config.model) from error  # fmt: skip
+        raise MissingWeightsError(
+            f"Zero123 model (hub id) {config.model!r}{revision} is not available{where}: "
+            f"{reason}. {how_to_provide(config.model)}",
+            uri=config.model,
+        ) from error
 
 
 # --- which layout ----------------------------------------------------------------------------------
@@ -170,24 +197,33 @@ def detect_layout(folder: str) -> Layout:
         listed = ", ".join(sorted(k for k in index if not k.startswith("_"))) or "nothing"
         known = "; ".join(f"{layout.projection}/ ({', '.join(layout.ports)})" for layout in LAYOUTS)
         problem = "both" if len(found) > 1 else "neither"
-        raise IncompleteModelError(f"{what}: {folder} is not in a known Zero123 layout: its model_index.json lists "
-                                   f"{listed}, {problem} of the camera projections {known}", uri=folder)  # fmt: skip
+        raise IncompleteModelError(
+            f"{what}: {folder} is not in a known Zero123 layout: its model_index.json lists "
+            f"{listed}, {problem} of the camera projections {known}",
+            uri=folder,
+        )
     layout = found[0]
     entry = index[layout.projection]
     if not isinstance(entry, list) or len(entry) != 2 or entry[1] != layout.projection_class:
-        raise IncompleteModelError(f"{what}: {folder}/model_index.json gives {layout.projection} as {entry!r}; the "
-                                   f"{layout.name} layout ({layout.ports[0]}) has "
-                                   f"[{layout.projection_library!r}, {layout.projection_class!r}]", uri=folder)  # fmt: skip
+        raise IncompleteModelError(
+            f"{what}: {folder}/model_index.json gives {layout.projection} as {entry!r}; the "
+            f"{layout.name} layout ({layout.ports[0]}) has "
+            f"[{layout.projection_library!r}, {layout.projection_class!r}]",
+            uri=folder,
+        )
     config = read_config(folder, layout.projection, what=what)
     absent = [f for f in layout.projection_fields if not isinstance(config.get(f), int)]
     if absent:
-        raise IncompleteModelError(f"{what}: {layout.projection}/config.json in {folder} lacks the integer field(s) "
-                                   f"{', '.join(absent)} of {layout.projection_class} ({layout.ports[0]})",
-                                   uri=os.path.join(folder, layout.projection))  # fmt: skip
+        raise IncompleteModelError(
+            f"{what}: {layout.projection}/config.json in {folder} lacks the integer field(s) "
+            f"{', '.join(absent)} of {layout.projection_class} ({layout.ports[0]})",
+            uri=os.path.join(folder, layout.projection),
+        )
     for component, (_, cls) in SHARED.items():
         if component not in index:
-            raise IncompleteModelError(f"{what}: {folder}/model_index.json lists no {component} "
-                                       f"(a {cls} in every Zero123 port)", uri=folder)  # fmt: skip
+            raise IncompleteModelError(
+                f"{what}: {folder}/model_index.json lists no {component} (a {cls} in every Zero123 port)", uri=folder
+            )
     if "scheduler" not in index:
         raise IncompleteModelError(f"{what}: {folder}/model_index.json lists no scheduler", uri=folder)
     return layout
@@ -207,25 +243,34 @@ def check_parts_fit(folder: str, layout: Layout) -> None:
     problems = []
     latent = vae.get("latent_channels")
     if unet.get("in_channels") != 2 * (latent or 0):
-        problems.append(f"unet/config.json in_channels is {unet.get('in_channels')}, but Zero123 concatenates the "
-                        f"noisy latent and the conditioning latent: 2 × vae/config.json latent_channels "
-                        f"({latent}) = {2 * (latent or 0)}")  # fmt: skip
+        problems.append(
+            f"unet/config.json in_channels is {unet.get('in_channels')}, but Zero123 concatenates the "
+            f"noisy latent and the conditioning latent: 2 × vae/config.json latent_channels "
+            f"({latent}) = {2 * (latent or 0)}"
+        )
     if unet.get("out_channels") != latent:
-        problems.append(f"unet/config.json out_channels is {unet.get('out_channels')}, expected vae/config.json "
-                        f"latent_channels ({latent})")  # fmt: skip
+        problems.append(
+            f"unet/config.json out_channels is {unet.get('out_channels')}, expected vae/config.json "
+            f"latent_channels ({latent})"
+        )
     embedding = encoder.get("projection_dim")
     if projection_in != (embedding or 0) + POSE_DIM:
         fields = " + ".join(layout.projection_fields) if layout is ZERO123_PIPELINE else layout.projection_fields[0]
-        problems.append(f"{layout.projection}/config.json gives an input of {projection_in} ({fields}), expected "
-                        f"image_encoder/config.json projection_dim ({embedding}) + {POSE_DIM} pose values")  # fmt: skip
+        problems.append(
+            f"{layout.projection}/config.json gives an input of {projection_in} ({fields}), expected "
+            f"image_encoder/config.json projection_dim ({embedding}) + {POSE_DIM} pose values"
+        )
     cross = unet.get("cross_attention_dim")
     if projection_out != cross:
         field = layout.projection_fields[0] if layout is ZERO123_PIPELINE else layout.projection_fields[1]
-        problems.append(f"{layout.projection}/config.json {field} gives an output of {projection_out}, expected "
-                        f"unet/config.json cross_attention_dim ({cross})")  # fmt: skip
+        problems.append(
+            f"{layout.projection}/config.json {field} gives an output of {projection_out}, expected "
+            f"unet/config.json cross_attention_dim ({cross})"
+        )
     if problems:
-        raise IncompleteModelError(f"{what}: the parts in {folder} do not fit together: {'; '.join(problems)}",
-                                   uri=folder)  # fmt: skip
+        raise IncompleteModelError(
+            f"{what}: the parts in {folder} do not fit together: {'; '.join(problems)}", uri=folder
+        )
 
 
 # --- loading ------------------------------------------------------------------------------------
@@ -238,8 +283,9 @@ def load_projection(folder: str, layout: Layout, variant: str | None, dtype: tor
     in_features, out_features = layout.projection_dims(read_config(folder, layout.projection, what=what))
     files = weight_files(component, "diffusers", variant)
     if not files:
-        raise IncompleteModelError(f"{what}: component {layout.projection}/ in {folder} has no weight file",
-                                   uri=component)  # fmt: skip
+        raise IncompleteModelError(
+            f"{what}: component {layout.projection}/ in {folder} has no weight file", uri=component
+        )
     tensors = _read_tensors(files[0])
     prefix = layout.projection_layer
     expected = {f"{prefix}.weight": (out_features, in_features), f"{prefix}.bias": (out_features,)}
@@ -254,9 +300,11 @@ def load_projection(folder: str, layout: Layout, variant: str | None, dtype: tor
         if key in tensors and tuple(tensors[key].shape) != shape:
             problems.append(f"{key} has shape {tuple(tensors[key].shape)}, its config says {shape}")
     if problems:
-        raise IncompleteModelError(f"{what}: component {layout.projection}/ in {folder} does not load whole as "
-                                   f"{layout.projection_class} (layer {prefix!r}): {'; '.join(problems)}",
-                                   uri=component)  # fmt: skip
+        raise IncompleteModelError(
+            f"{what}: component {layout.projection}/ in {folder} does not load whole as "
+            f"{layout.projection_class} (layer {prefix!r}): {'; '.join(problems)}",
+            uri=component,
+        )
     projection = CameraProjection(in_features, out_features)
     projection.linear.load_state_dict({"weight": tensors[f"{prefix}.weight"], "bias": tensors[f"{prefix}.bias"]})
     return projection.to(dtype)
@@ -305,6 +353,74 @@ def load_zero123(config: GuidanceConfig, dtype: torch.dtype) -> Zero123Parts:
         try:
             feature_extractor = AutoImageProcessor.from_pretrained(folder, subfolder="feature_extractor")
         except (OSError, ValueError) as error:
-            raise IncompleteModelError(f"{what}: component feature_extractor/ in {folder} cannot be read: {error}",
-                                       uri=os.path.join(folder, "feature_extractor")) from error  # fmt: skip
+            raise IncompleteModelError(
+                f"{what}: component feature_extractor/ in {folder} cannot be read: {error}",
+                uri=os.path.join(folder, "feature_extractor"),
+            ) from error
     return Zero123Parts(layout, image_encoder, unet, vae, projection, scheduler, feature_extractor, folder)
+
+
+# --- writing a folder in the public layout ---------------------------------------------------------
+
+
+def save_zero123(out: str, parts: Zero123Parts) -> None:
+    """Write ``parts`` to ``out`` (any URI) in the ``zero123-pipeline`` layout of ashawkey's port.
+
+    What the learned prior ships as: the folder names, ``model_index.json``, the component classes
+    and config fields and the ``proj.*`` keys of ``clip_camera_projection/`` are those of the public
+    checkpoint, so :func:`load_zero123` loads it through the same strict path as the real model.
+    Weights are safetensors only.
+    """
+    import tempfile
+
+    import diffusers
+    from safetensors.torch import save_file
+
+    from align4d_core.io import storage
+
+    layout = ZERO123_PIPELINE
+    in_features, out_features = parts.projection.linear.in_features, parts.projection.linear.out_features
+    with tempfile.TemporaryDirectory() as tmp:
+        index = {
+            "_class_name": layout.pipeline_class,
+            "_diffusers_version": diffusers.__version__,
+            layout.projection: [layout.projection_library, layout.projection_class],
+            "feature_extractor": ["transformers", "CLIPImageProcessor"],
+            "image_encoder": list(SHARED["image_encoder"]),
+            "requires_safety_checker": False,
+            "safety_checker": [None, None],
+            "scheduler": ["diffusers", type(parts.scheduler).__name__],
+            "unet": list(SHARED["unet"]),
+            "vae": list(SHARED["vae"]),
+        }
+        with open(os.path.join(tmp, "model_index.json"), "w") as handle:
+            json.dump(index, handle, indent=2, sort_keys=True)
+        parts.unet.save_pretrained(os.path.join(tmp, "unet"), safe_serialization=True)
+        parts.vae.save_pretrained(os.path.join(tmp, "vae"), safe_serialization=True)
+        parts.image_encoder.save_pretrained(os.path.join(tmp, "image_encoder"), safe_serialization=True)
+        parts.scheduler.save_pretrained(os.path.join(tmp, "scheduler"))
+        parts.feature_extractor.save_pretrained(os.path.join(tmp, "feature_extractor"))
+        projection = os.path.join(tmp, layout.projection)
+        os.makedirs(projection)
+        config = {
+            "_class_name": layout.projection_class,
+            "_diffusers_version": diffusers.__version__,
+            "embedding_dim": out_features,
+            "additional_embeddings": in_features - out_features,
+        }
+        with open(os.path.join(projection, "config.json"), "w") as handle:
+            json.dump(config, handle, indent=2, sort_keys=True)
+        linear = parts.projection.linear
+        save_file(
+            {
+                f"{layout.projection_layer}.weight": linear.weight.detach().float().contiguous(),
+                f"{layout.projection_layer}.bias": linear.bias.detach().float().contiguous(),
+            },
+            os.path.join(projection, "diffusion_pytorch_model.safetensors"),
+        )
+        for root, _, names in os.walk(tmp):
+            for name in names:
+                path = os.path.join(root, name)
+                relative = os.path.relpath(path, tmp).replace(os.sep, "/")
+                with open(path, "rb") as handle:
+                    storage.write_bytes(storage.join(out, relative), handle.read())

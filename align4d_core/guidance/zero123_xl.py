@@ -89,7 +89,7 @@ def random_parts(seed: int = 0):
     from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
     from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
 
-    from .zero123_layout import ZERO123_PIPELINE, CameraProjection, Zero123Parts
+    from align4d_core.guidance.zero123_layout import ZERO123_PIPELINE, CameraProjection, Zero123Parts
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -97,6 +97,13 @@ def random_parts(seed: int = 0):
         vae = AutoencoderKL(**VAE)
         encoder = CLIPVisionModelWithProjection(CLIPVisionConfig(**IMAGE_ENCODER))
         projection = CameraProjection(IMAGE_ENCODER["projection_dim"] + POSE_DIM, UNET["cross_attention_dim"])
-    return Zero123Parts(layout=ZERO123_PIPELINE, image_encoder=encoder, unet=unet, vae=vae, projection=projection,
-                        scheduler=DDIMScheduler(**SCHEDULER), feature_extractor=CLIPImageProcessor(**FEATURE_EXTRACTOR),
-                        folder="(random full-size Zero123-XL, built in memory)")  # fmt: skip
+    return Zero123Parts(
+        layout=ZERO123_PIPELINE,
+        image_encoder=encoder,
+        unet=unet,
+        vae=vae,
+        projection=projection,
+        scheduler=DDIMScheduler(**SCHEDULER),
+        feature_extractor=CLIPImageProcessor(**FEATURE_EXTRACTOR),
+        folder="(random full-size Zero123-XL, built in memory)",
+    )

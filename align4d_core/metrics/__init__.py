@@ -6,9 +6,9 @@ Per-image PSNR and SSIM live in :mod:`.images`; the networks in :mod:`.lpips` (w
 layout (``eval_<k>/<frame>.png``) and averages over frames, then views.
 """
 
-from .frechet import frechet_distance
-from .images import psnr, ssim
-from .protocol import METRICS, MISSING, evaluate_views
-from .weights import MissingWeights
+from align4d_core.metrics.frechet import frechet_distance
+from align4d_core.metrics.images import psnr, ssim
+from align4d_core.metrics.protocol import METRICS, MISSING, evaluate_views
+from align4d_core.metrics.weights import MissingWeights
 
 __all__ = ["METRICS", "MISSING", "MissingWeights", "evaluate_views", "frechet_distance", "psnr", "ssim"]

@@ -41,7 +41,9 @@ def trace_sqrt_product(a: Tensor, b: Tensor) -> Tensor:
 def frechet_distance(a: Tensor, b: Tensor) -> float:
     """Fréchet distance between the Gaussians fitted to ``(N, D)`` and ``(M, D)`` feature sets."""
     if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1] or not len(a) or not len(b):
-        raise ValueError(f"feature sets must be (N, D) and (M, D) with N, M ≥ 1; got {tuple(a.shape)} and {tuple(b.shape)}")
+        raise ValueError(
+            f"feature sets must be (N, D) and (M, D) with N, M ≥ 1; got {tuple(a.shape)} and {tuple(b.shape)}"
+        )
     a, b = a.double().cpu(), b.double().cpu()
     if not (torch.isfinite(a).all() and torch.isfinite(b).all()):
         raise ValueError("non-finite features: the Fréchet distance would be NaN")

@@ -25,8 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .frechet import frechet_distance
-from .i3d import InceptionI3d
+from align4d_core.metrics.frechet import frechet_distance
+from align4d_core.metrics.i3d import InceptionI3d
 
 I3D_SIZE = 224
 """I3D's input size; Consistent4D resizes every frame to 224x224."""

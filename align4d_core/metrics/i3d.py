@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .weights import I3D_FILE, check_keys, load_state_dict, resolve
+from align4d_core.metrics.weights import I3D_FILE, check_keys, load_state_dict, resolve
 
 INCEPTION_BLOCKS = (
     # name, input channels, (b0, b1a, b1b, b2a, b2b, b3b) output channels; "pool" a max pooling

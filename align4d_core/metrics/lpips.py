@@ -17,8 +17,8 @@ import os
 import torch
 from torch import Tensor, nn
 
-from .vgg import VGG16Taps, load_vgg16
-from .weights import MissingWeights, load_state_dict
+from align4d_core.metrics.vgg import VGG16Taps, load_vgg16
+from align4d_core.metrics.weights import MissingWeights, load_state_dict
 
 CHANNELS = (64, 128, 256, 512, 512)
 """Channels of relu1_2 ... relu5_3, the inputs of the five lin heads."""
@@ -84,6 +84,8 @@ def load_lpips(vgg: str | None, heads: str | None) -> LPIPS:
 def lpips_per_frame(model: LPIPS, pred: Tensor, target: Tensor, batch: int) -> Tensor:
     """LPIPS of each frame pair of two ``(T, H, W, 3)`` videos, ``batch`` frames per forward pass."""
     device = next(model.parameters()).device
-    out = [model(pred[i : i + batch].to(device), target[i : i + batch].to(device)).double().cpu()
-           for i in range(0, len(pred), batch)]  # fmt: skip
+    out = [
+        model(pred[i : i + batch].to(device), target[i : i + batch].to(device)).double().cpu()
+        for i in range(0, len(pred), batch)
+    ]
     return torch.cat(out)

@@ -28,18 +28,17 @@ from collections.abc import Iterator
 import torch
 import torch.nn.functional as F
 
-from .. import storage
-from ..config import MetricsConfig
-from ..errors import InputError
-from ..media import list_frames, read_image
-from . import clip as clip_metric
-from .fvd import fvd
-from .i3d import load_i3d
-from .images import psnr, ssim
-from .lpips import load_lpips, lpips_per_frame
-from .weights import MissingWeights
+from align4d_core.config import METRICS, MetricsConfig
+from align4d_core.errors import InputError
+from align4d_core.io import storage
+from align4d_core.io.media import list_frames, read_image
+from align4d_core.metrics import clip as clip_metric
+from align4d_core.metrics.fvd import fvd
+from align4d_core.metrics.i3d import load_i3d
+from align4d_core.metrics.images import psnr, ssim
+from align4d_core.metrics.lpips import load_lpips, lpips_per_frame
+from align4d_core.metrics.weights import MissingWeights
 
-METRICS = ("psnr", "ssim", "lpips", "clip", "clip_f", "fvd")
 """The metrics of DESIGN.md §7, in the order of the paper's Table II."""
 
 MISSING = {
@@ -106,7 +105,9 @@ def _resize(frames: torch.Tensor, size: int | None) -> torch.Tensor:
     """Frames ``(T, H, W, 3)`` at ``size`` x ``size`` (antialiased bicubic, clamped like 8-bit PIL)."""
     if size is None or frames.shape[1:3] == (size, size):
         return frames
-    x = F.interpolate(frames.permute(0, 3, 1, 2), size=(size, size), mode="bicubic", antialias=True, align_corners=False)
+    x = F.interpolate(
+        frames.permute(0, 3, 1, 2), size=(size, size), mode="bicubic", antialias=True, align_corners=False
+    )
     return x.clamp(0.0, 1.0).permute(0, 2, 3, 1).contiguous()
 
 
@@ -132,9 +133,12 @@ def _load_models(config: MetricsConfig, device: torch.device, missing: dict[str,
     models: dict = {}
     loaders = {
         "lpips": (("lpips",), lambda: _lpips(config.lpips_vgg, config.lpips_heads, str(device))),
-        "clip": (("clip", "clip_f"), lambda: _clip(config.clip_model, config.clip_revision, config.download, str(device))),
+        "clip": (
+            ("clip", "clip_f"),
+            lambda: _clip(config.clip_model, config.clip_revision, config.download, str(device)),
+        ),
         "fvd": (("fvd",), lambda: _i3d(config.fvd_i3d, str(device))),
-    }  # fmt: skip
+    }
     for key, (metrics, load) in loaders.items():
         needed = [m for m in metrics if m in wanted]
         if not needed:
@@ -147,7 +151,9 @@ def _load_models(config: MetricsConfig, device: torch.device, missing: dict[str,
     return models
 
 
-def _score_view(guess: torch.Tensor, truth: torch.Tensor, wanted: set[str], models: dict, config: MetricsConfig) -> dict:
+def _score_view(
+    guess: torch.Tensor, truth: torch.Tensor, wanted: set[str], models: dict, config: MetricsConfig
+) -> dict:
     """Every wanted metric of one view (frames already at the scoring size); None where not computed."""
     values: dict[str, float | None] = dict.fromkeys(METRICS)
     if "psnr" in wanted:
@@ -177,8 +183,9 @@ def evaluate_views(pred: str, gt: str, config: MetricsConfig | None = None) -> d
     config = config or MetricsConfig()
     unknown = [m for m in config.compute if m not in METRICS]
     if unknown:
-        raise InputError(f"unknown metric {', '.join(unknown)}; expected some of {', '.join(METRICS)}",
-                         field="metrics.compute")  # fmt: skip
+        raise InputError(
+            f"unknown metric {', '.join(unknown)}; expected some of {', '.join(METRICS)}", field="metrics.compute"
+        )
     gt_views = _check_inputs(pred, gt)
     device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     missing = {m: "not computed: left out of metrics.compute" for m in METRICS if m not in config.compute}
@@ -188,8 +195,11 @@ def evaluate_views(pred: str, gt: str, config: MetricsConfig | None = None) -> d
         truth = _read_view(storage.join(gt, view))
         guess = _read_view(storage.join(pred, view))
         if guess.shape != truth.shape:
-            raise InputError(f"{view}: prediction {tuple(guess.shape[:3])} vs ground truth {tuple(truth.shape[:3])} "
-                             "(frames, height, width)", uri=pred)  # fmt: skip
+            raise InputError(
+                f"{view}: prediction {tuple(guess.shape[:3])} vs ground truth {tuple(truth.shape[:3])} "
+                "(frames, height, width)",
+                uri=pred,
+            )
         guess, truth = _resize(guess, config.size).to(device), _resize(truth, config.size).to(device)
         wanted = {m for m in METRICS if m not in missing}
         with _full_float32():
@@ -216,8 +226,10 @@ def object_folders(pred: str, gt: str) -> dict[str, tuple[str, str]]:
         return {gt.rstrip("/").rsplit("/", 1)[-1] or gt: (pred, gt)}
     names = [n for n in storage.listdir(gt) if not n.startswith(".") and _views(storage.join(gt, n))]
     if not names:
-        raise InputError("no eval_<k> folders, nor object folders holding them (Consistent4D layout "
-                         "<obj>/eval_<k>/<frame>.png)", uri=gt)  # fmt: skip
+        raise InputError(
+            "no eval_<k> folders, nor object folders holding them (Consistent4D layout <obj>/eval_<k>/<frame>.png)",
+            uri=gt,
+        )
     for name in names:
         if not storage.isdir(storage.join(pred, name)):
             raise InputError(f"the prediction has no folder {name}/", uri=pred, item=name)
@@ -247,10 +259,16 @@ def evaluate_objects(pred: str, gt: str, config: MetricsConfig | None = None) ->
         mean[metric] = None
         reasons = {results[n]["missing"][metric] for n in lacking}
         reason = reasons.pop() if len(reasons) == 1 else results[lacking[0]]["missing"][metric]
-        missing[metric] = reason if len(lacking) == len(results) else f"not computed for {', '.join(lacking)} ({reason})"
+        missing[metric] = (
+            reason if len(lacking) == len(results) else f"not computed for {', '.join(lacking)} ({reason})"
+        )
     return {"objects": results, "mean": mean, "missing": missing}
 
 
 def _finite_mean(values: torch.Tensor) -> float:
     """Mean PSNR over frames; a frame identical to the truth (inf) counts as 100 dB, by convention."""
-    return float(torch.where(torch.isinf(values), torch.full_like(values, 100.0), values).mean()) if len(values) else math.nan
+    return (
+        float(torch.where(torch.isinf(values), torch.full_like(values, 100.0), values).mean())
+        if len(values)
+        else math.nan
+    )

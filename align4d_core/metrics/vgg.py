@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from .weights import VGG16_FILE, check_keys, load_state_dict, resolve
+from align4d_core.metrics.weights import VGG16_FILE, check_keys, load_state_dict, resolve
 
 CFG_D = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
 """VGG16 (configuration D): output channels of each 3x3 convolution, "M" a 2x2 max pooling."""
@@ -60,4 +60,3 @@ def load_vgg16(uri: str | None) -> VGG16Taps:
     check_keys(state, model, path, "torchvision VGG16", "lpips_vgg")
     model.requires_grad_(False)
     return model.eval()
-

@@ -11,8 +11,8 @@ import os
 
 import torch
 
-from .. import storage
-from ..errors import InputError
+from align4d_core.errors import InputError
+from align4d_core.io import storage
 
 VGG16_FILE = "vgg16-397923af.pth"
 """torchvision's file name for VGG16_Weights.IMAGENET1K_V1 (the backbone LPIPS v0.1 was trained with)."""
@@ -56,7 +56,9 @@ def load_state_dict(path: str, what: str, setting: str) -> dict[str, torch.Tenso
         with storage.local_copy(path) as local:
             state = torch.load(local, map_location="cpu", weights_only=True)
     except Exception as exc:  # a truncated file, a pickle that is not plain tensors, ...
-        raise MissingWeights(f"{path} is not a readable torch state dict ({type(exc).__name__}: {exc}); {hint}") from None
+        raise MissingWeights(
+            f"{path} is not a readable torch state dict ({type(exc).__name__}: {exc}); {hint}"
+        ) from None
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]  # a training checkpoint around the weights
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):

@@ -14,8 +14,8 @@ Any input modality becomes the video-3D pair the optimizer aligns to:
   a pair into a run (``<run>/items/<id>/pair/``) or into ``align4d generate``'s output.
 """
 
-from .route import ROUTES, PairInputs, plan
-from .stage import pairs_stage
-from .weights import ModelMissingError
+from align4d_core.pairs.route import ROUTES, plan
+from align4d_core.pairs.stage import item_pair, pairs_stage
+from align4d_core.pairs.weights import ModelMissingError
 
-__all__ = ["ROUTES", "ModelMissingError", "PairInputs", "pairs_stage", "plan"]
+__all__ = ["ROUTES", "ModelMissingError", "item_pair", "pairs_stage", "plan"]

@@ -12,10 +12,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..config import CaptionConfig
-from ..errors import InputError
-from ..weights import load_component
-from .weights import ModelMissingError, free_memory, how_to_provide, model_location
+from align4d_core.config import CaptionConfig
+from align4d_core.errors import InputError
+from align4d_core.io.weights import load_component
+from align4d_core.pairs.weights import ModelMissingError, free_memory, how_to_provide, model_location
 
 __all__ = ["CAPTION_BACKENDS", "caption"]
 
@@ -25,8 +25,10 @@ CAPTION_BACKENDS = ("none", "blip")
 def caption(rgb: Tensor, config: CaptionConfig, device: torch.device) -> str | None:
     """A caption of ``rgb (H, W, 3)``, or None with ``backend = "none"``."""
     if config.backend not in CAPTION_BACKENDS:
-        raise InputError(f"unknown pairs.caption.backend {config.backend!r}; expected one of "
-                         f"{', '.join(CAPTION_BACKENDS)}", field="caption")  # fmt: skip
+        raise InputError(
+            f"unknown pairs.caption.backend {config.backend!r}; expected one of {', '.join(CAPTION_BACKENDS)}",
+            field="caption",
+        )
     if config.backend == "none":
         return None
     return _blip(rgb, config, torch.device(device))
@@ -41,11 +43,19 @@ def _blip(rgb: Tensor, config: CaptionConfig, device: torch.device) -> str:
     try:
         processor = BlipProcessor.from_pretrained(location, revision=config.revision)
     except OSError as error:
-        raise ModelMissingError(f"{setting}: {config.model!r} cannot be loaded: {str(error).splitlines()[0]}. "
-                                f"{how_to_provide(setting, config.model)}", uri=config.model) from error  # fmt: skip
+        raise ModelMissingError(
+            f"{setting}: {config.model!r} cannot be loaded: {str(error).splitlines()[0]}. "
+            f"{how_to_provide(setting, config.model)}",
+            uri=config.model,
+        ) from error
     # the processor is there, so the model is too: it must load whole (weights.load_component)
-    model = load_component(BlipForConditionalGeneration, location, None, what=f"{setting} {config.model!r}",
-                           revision=config.revision).to(device).eval()  # fmt: skip
+    model = (
+        load_component(
+            BlipForConditionalGeneration, location, None, what=f"{setting} {config.model!r}", revision=config.revision
+        )
+        .to(device)
+        .eval()
+    )
     try:
         image = Image.fromarray((rgb.float().cpu().clamp(0, 1) * 255.0).round().to(torch.uint8).numpy())
         inputs = processor(images=image, return_tensors="pt").to(device)

@@ -2,7 +2,7 @@
 
 The paper builds X4D's 3D with LGM (Gaussians from an image). LGM is not a diffusers pipeline; the
 diffusers-loadable image-to-3D model is Shap-E (``ShapEImg2ImgPipeline``), whose mesh output becomes
-Gaussians through align4d's mesh sampler (:func:`align4d_core.mesh.gaussians_from_mesh`) when the
+Gaussians through align4d's mesh sampler (:func:`align4d_core.io.mesh.gaussians_from_mesh`) when the
 pair is loaded, like any mesh input. A backend is a callable ``(rgb (H, W, 3) on white) ->
 Object3D`` built from ``(ImageTo3DConfig, device)``; :func:`register_backend` adds one (an LGM or
 other Gaussian backend returns ``Object3D(gaussians=...)``, written as a 3DGS ``.ply``).
@@ -27,12 +27,12 @@ import torch
 import trimesh
 from torch import Tensor
 
-from .. import storage
-from ..config import ImageTo3DConfig
-from ..errors import InputError
-from ..gaussians import Gaussians
-from ..ply import write_gaussians_ply
-from .weights import run_pipeline
+from align4d_core.config import ImageTo3DConfig
+from align4d_core.errors import InputError
+from align4d_core.io import storage
+from align4d_core.io.ply import write_gaussians_ply
+from align4d_core.pairs.weights import run_pipeline
+from align4d_core.scene.gaussians import Gaussians
 
 __all__ = ["BACKENDS", "ImageTo3D", "Object3D", "ShapEImageTo3D", "image_to_3d", "register_backend"]
 
@@ -75,8 +75,10 @@ def register_backend(name: str, factory: Factory) -> None:
 def image_to_3d(config: ImageTo3DConfig, device: torch.device) -> ImageTo3D:
     """The configured backend."""
     if config.backend not in BACKENDS:
-        raise InputError(f"unknown pairs.image_to_3d.backend {config.backend!r}; available: {', '.join(BACKENDS)}",
-                         field="image_to_3d")  # fmt: skip
+        raise InputError(
+            f"unknown pairs.image_to_3d.backend {config.backend!r}; available: {', '.join(BACKENDS)}",
+            field="image_to_3d",
+        )
     return BACKENDS[config.backend](config, torch.device(device))
 
 
@@ -122,13 +124,20 @@ class ShapEImageTo3D:
 
         def call(pipe) -> tuple[Tensor, Tensor, Tensor]:
             generator = torch.Generator(device="cpu").manual_seed(c.seed)
-            latents = pipe(image, num_inference_steps=c.steps, guidance_scale=c.guidance_scale, generator=generator,
-                           output_type="latent").images  # fmt: skip
+            latents = pipe(
+                image,
+                num_inference_steps=c.steps,
+                guidance_scale=c.guidance_scale,
+                generator=generator,
+                output_type="latent",
+            ).images
             try:
                 mesh = pipe.shap_e_renderer.decode_to_mesh(latents[0][None], self.device, grid_size=c.grid_size)
             except (RuntimeError, ValueError) as error:  # an empty surface: torch.cat of no textures
-                raise InputError(f"Shap-E found no surface for this image ({error}); does it show one object "
-                                 "on a plain background?", field="object") from None  # fmt: skip
+                raise InputError(
+                    f"Shap-E found no surface for this image ({error}); does it show one object on a plain background?",
+                    field="object",
+                ) from None
             colors = torch.stack([mesh.vertex_channels[k] for k in ("R", "G", "B")], dim=-1)
             return mesh.verts.float().cpu(), mesh.faces.cpu(), _linear_to_srgb(colors.float().cpu())
 
@@ -136,8 +145,9 @@ class ShapEImageTo3D:
         if len(faces) == 0:
             raise InputError("Shap-E found no surface for this image", field="object")
         rgba = np.concatenate([(colors.numpy() * 255.0).round(), np.full((len(colors), 1), 255.0)], axis=1)
-        return Object3D(mesh=normalised_mesh(vertices.double().numpy(), faces.long().numpy(),
-                                             rgba.astype(np.uint8), c.radius))  # fmt: skip
+        return Object3D(
+            mesh=normalised_mesh(vertices.double().numpy(), faces.long().numpy(), rgba.astype(np.uint8), c.radius)
+        )
 
 
 register_backend(ShapEImageTo3D.name, ShapEImageTo3D)

@@ -13,9 +13,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..config import ImageToVideoConfig
-from ..errors import InputError
-from .weights import run_pipeline
+from align4d_core.config import ImageToVideoConfig
+from align4d_core.errors import InputError
+from align4d_core.pairs.weights import run_pipeline
 
 __all__ = ["ImageToVideo", "letterbox"]
 
@@ -26,8 +26,13 @@ def letterbox(rgb: Tensor, width: int, height: int) -> tuple[Tensor, tuple[int, 
     h, w = rgb.shape[:2]
     scale = min(width / w, height / h)
     box_w, box_h = max(1, round(w * scale)), max(1, round(h * scale))
-    resized = F.interpolate(rgb.permute(2, 0, 1)[None], size=(box_h, box_w), mode="bicubic", align_corners=False,
-                            antialias=True)[0].permute(1, 2, 0).clamp(0.0, 1.0)  # fmt: skip
+    resized = (
+        F.interpolate(
+            rgb.permute(2, 0, 1)[None], size=(box_h, box_w), mode="bicubic", align_corners=False, antialias=True
+        )[0]
+        .permute(1, 2, 0)
+        .clamp(0.0, 1.0)
+    )
     canvas = torch.ones(height, width, 3, dtype=rgb.dtype)
     top, left = (height - box_h) // 2, (width - box_w) // 2
     canvas[top : top + box_h, left : left + box_w] = resized
@@ -52,17 +57,30 @@ class ImageToVideo:
         if c.frames < 2:
             raise InputError(f"pairs.image_to_video.frames must be at least 2, got {c.frames}", field="image_to_video")
         if c.width % 8 or c.height % 8:
-            raise InputError(f"pairs.image_to_video width and height must be multiples of 8, got {c.width}x{c.height}",
-                             field="image_to_video")  # fmt: skip
+            raise InputError(
+                f"pairs.image_to_video width and height must be multiples of 8, got {c.width}x{c.height}",
+                field="image_to_video",
+            )
         canvas, (top, left, box_h, box_w) = letterbox(rgb.float().cpu(), c.width, c.height)
         image = Image.fromarray((canvas * 255.0).round().to(torch.uint8).numpy())
 
         def call(pipe) -> Tensor:
             generator = torch.Generator(device="cpu").manual_seed(c.seed)
-            frames = pipe(image, height=c.height, width=c.width, num_frames=c.frames, num_inference_steps=c.steps,
-                          min_guidance_scale=c.min_guidance_scale, max_guidance_scale=c.max_guidance_scale,
-                          fps=c.fps, motion_bucket_id=c.motion_bucket_id, noise_aug_strength=c.noise_aug_strength,
-                          decode_chunk_size=c.decode_chunk_size, generator=generator, output_type="pt").frames
+            frames = pipe(
+                image,
+                height=c.height,
+                width=c.width,
+                num_frames=c.frames,
+                num_inference_steps=c.steps,
+                min_guidance_scale=c.min_guidance_scale,
+                max_guidance_scale=c.max_guidance_scale,
+                fps=c.fps,
+                motion_bucket_id=c.motion_bucket_id,
+                noise_aug_strength=c.noise_aug_strength,
+                decode_chunk_size=c.decode_chunk_size,
+                generator=generator,
+                output_type="pt",
+            ).frames
             return frames[0].permute(0, 2, 3, 1).float().clamp(0.0, 1.0).cpu()  # (T, H, W, 3)
 
         video = run_pipeline(StableVideoDiffusionPipeline, self.setting, c, self.device, call)

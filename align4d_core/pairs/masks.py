@@ -29,11 +29,17 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..config import MaskConfig
-from ..errors import InputError
+from align4d_core.config import MaskConfig
+from align4d_core.errors import InputError
 
-__all__ = ["MASK_BACKENDS", "border_connected", "composite", "foreground_masks", "mask_backend",
-           "white_background_masks"]
+__all__ = [
+    "MASK_BACKENDS",
+    "border_connected",
+    "composite",
+    "foreground_masks",
+    "mask_backend",
+    "white_background_masks",
+]
 
 MASK_BACKENDS = ("auto", "rembg", "threshold")
 log = logging.getLogger(__name__)
@@ -55,12 +61,9 @@ def white_background_masks(frames: Tensor, threshold: float) -> Tensor:
 
 def border_connected(region: Tensor) -> Tensor:
     """The pixels of ``region (T, H, W)`` bool that reach the image border through ``region``
-    (4-connected, per frame): scipy's component labelling when scipy is installed, else
-    :func:`border_connected_torch` (the same result, tested against each other)."""
-    try:
-        from scipy import ndimage
-    except ImportError:
-        return border_connected_torch(region)
+    (4-connected, per frame), by scipy's connected-component labelling."""
+    from scipy import ndimage
+
     out = np.zeros(tuple(region.shape), dtype=bool)
     for t, frame in enumerate(region.cpu().numpy()):
         labels, _ = ndimage.label(frame)
@@ -69,48 +72,23 @@ def border_connected(region: Tensor) -> Tensor:
     return torch.from_numpy(out)
 
 
-def border_connected_torch(region: Tensor) -> Tensor:
-    """:func:`border_connected` in plain torch: connected-component labels by min-label hooking and
-    pointer jumping (every pixel points at the smallest flat index it is known to connect to)."""
-    t, h, w = region.shape
-    n = t * h * w
-    none = torch.tensor(n)  # the label of pixels outside the region
-    labels = torch.where(region, torch.arange(n).view(t, h, w), none)
-    while True:
-        hooked = labels.clone()
-        hooked[:, 1:] = torch.minimum(hooked[:, 1:], labels[:, :-1])
-        hooked[:, :-1] = torch.minimum(hooked[:, :-1], labels[:, 1:])
-        hooked[:, :, 1:] = torch.minimum(hooked[:, :, 1:], labels[:, :, :-1])
-        hooked[:, :, :-1] = torch.minimum(hooked[:, :, :-1], labels[:, :, 1:])
-        hooked = torch.where(region, hooked, none)
-        while True:  # pointer jumping: follow labels to their labels until nothing changes
-            jumped = torch.cat([hooked.reshape(-1), none[None]])[hooked]
-            if torch.equal(jumped, hooked):
-                break
-            hooked = jumped
-        if torch.equal(hooked, labels):
-            break
-        labels = hooked
-    edge = torch.zeros(t, h, w, dtype=torch.bool)
-    edge[:, 0], edge[:, -1], edge[:, :, 0], edge[:, :, -1] = True, True, True, True
-    roots = torch.zeros(n + 1, dtype=torch.bool)
-    roots[labels[edge & region]] = True
-    return roots[labels] & region
-
-
 def mask_backend(config: MaskConfig) -> str:
     """The backend that will run: ``rembg`` or ``threshold`` (``auto`` decided by what is installed)."""
     if config.backend not in MASK_BACKENDS:
-        raise InputError(f"unknown masks.backend {config.backend!r}; expected one of {', '.join(MASK_BACKENDS)}",
-                         field="masks")  # fmt: skip
+        raise InputError(
+            f"unknown masks.backend {config.backend!r}; expected one of {', '.join(MASK_BACKENDS)}", field="masks"
+        )
     if config.backend == "threshold":
         return "threshold"
     reason = _rembg_missing(config.rembg_model)
     if reason is None:
         return "rembg"
     if config.backend == "rembg":
-        raise InputError(f"masks.backend 'rembg' cannot run here: {reason}; use masks.backend 'threshold' or "
-                         "'auto' for the white-background rule", field="masks")  # fmt: skip
+        raise InputError(
+            f"masks.backend 'rembg' cannot run here: {reason}; use masks.backend 'threshold' or "
+            "'auto' for the white-background rule",
+            field="masks",
+        )
     return "threshold"
 
 

@@ -23,7 +23,7 @@ import os
 import posixpath
 import uuid
 
-from .. import storage
+from align4d_core.io import storage
 
 __all__ = ["CACHE_ENV", "cache_root", "is_remote", "sync_model"]
 
@@ -47,14 +47,17 @@ def sync_model(uri: str) -> str:
     return _sync(uri.rstrip("/"), cache_root())
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _sync(uri: str, root: str) -> str:
     fs, path = storage.filesystem(uri)
     fs.invalidate_cache(path)
     remote = {
-        posixpath.relpath(name, path): {"size": info.get("size"), "etag": str(info.get("ETag") or info.get("etag") or "")}
+        posixpath.relpath(name, path): {
+            "size": info.get("size"),
+            "etag": str(info.get("ETag") or info.get("etag") or ""),
+        }
         for name, info in fs.find(path, detail=True, withdirs=False).items()
-    }  # fmt: skip
+    }
     if not remote:
         raise FileNotFoundError(f"no files under {uri}")
     local = os.path.join(root, hashlib.sha256(uri.encode("utf-8")).hexdigest()[:16])

@@ -24,76 +24,32 @@ generated or written, so bad input fails fast and leaves nothing behind.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import Tensor
 
-from .. import storage
-from ..config import PairsConfig
-from ..errors import InputError
-from ..gaussians import Gaussians
-from ..hashing import hash_json, hash_uri
-from ..manifest import SOURCES, ManifestItem, item_uri
-from ..media import read_image, read_masks, read_video, write_frames, write_image, write_masks
-from ..objects import load_object
-from ..stages import PairURIs
-from .caption import caption
-from .image_to_3d import image_to_3d
-from .image_to_video import ImageToVideo
-from .masks import composite, foreground_masks
-from .text_to_image import TextToImage
-from .views import Picture, first_frame, front_view
-from .weights import resolve_dtype
+from align4d_core.config import PairsConfig
+from align4d_core.errors import InputError
+from align4d_core.io import storage
+from align4d_core.io.manifest import SOURCES, Item
+from align4d_core.io.media import read_image, read_masks, read_video, write_frames, write_image, write_masks
+from align4d_core.io.objects import load_object
+from align4d_core.pairs.caption import caption
+from align4d_core.pairs.image_to_3d import image_to_3d
+from align4d_core.pairs.image_to_video import ImageToVideo
+from align4d_core.pairs.masks import composite, foreground_masks
+from align4d_core.pairs.text_to_image import TextToImage
+from align4d_core.pairs.views import Picture, first_frame, front_view
+from align4d_core.pairs.weights import resolve_dtype
+from align4d_core.scene.gaussians import Gaussians
 
-__all__ = ["ROUTES", "Loaded", "PairInputs", "PairResult", "load_inputs", "make_pair", "plan"]
+__all__ = ["ROUTES", "Loaded", "PairResult", "load_inputs", "make_pair", "plan"]
 
 MIN_FRAMES = 2  # a video of one frame has no motion to transfer
 
 
-@dataclass(frozen=True)
-class PairInputs:
-    """What one item gives, as URIs (None: not given); ``source`` is its manifest source."""
-
-    source: str
-    prompt: str | None = None
-    image: str | None = None
-    video: str | None = None
-    object: str | None = None
-    masks: str | None = None
-    eval: str | None = None
-
-    @classmethod
-    def from_item(cls, dataset: str, item: ManifestItem) -> "PairInputs":
-        uris = {name: item_uri(dataset, item, name) if getattr(item, name) else None
-                for name in ("image", "video", "object", "masks", "eval")}  # fmt: skip
-        return cls(source=item.source, prompt=item.prompt, **uris)
-
-    @property
-    def complete(self) -> bool:
-        """The item gives its video-3D pair: nothing to generate."""
-        return self.video is not None and self.object is not None
-
-    def given_pair(self) -> PairURIs:
-        return PairURIs(self.video, self.object, self.masks, self.eval)  # type: ignore[arg-type]
-
-    def hashes(self) -> dict[str, str]:
-        """Content hashes of what the pair is made from (the pair stage's input hashes; the
-        ground-truth views are passed through and do not change the pair)."""
-        out = {"source": hash_json(self.source)}
-        if self.prompt is not None:
-            out["prompt"] = hash_json(self.prompt)
-        for name in ("image", "video", "object", "masks"):
-            uri = getattr(self, name)
-            if uri is not None:
-                try:
-                    out[name] = hash_uri(uri)
-                except InputError as exc:
-                    raise exc.within(field=name) from None
-        return out
-
-
-def plan(inputs: PairInputs) -> dict[str, str]:
+def plan(inputs: Item) -> dict[str, str]:
     """How each of image, video and object is obtained: ``"given"`` or the step that makes it."""
     if inputs.image is not None:
         image = "given"
@@ -103,12 +59,15 @@ def plan(inputs: PairInputs) -> dict[str, str]:
         image = "front_view"
     else:
         image = "text_to_image"
-    return {"image": image, "video": "given" if inputs.video is not None else "image_to_video",
-            "object": "given" if inputs.object is not None else "image_to_3d"}  # fmt: skip
+    return {
+        "image": image,
+        "video": "given" if inputs.video is not None else "image_to_video",
+        "object": "given" if inputs.object is not None else "image_to_3d",
+    }
 
 
 ROUTES: dict[str, dict[str, str]] = {
-    source: plan(PairInputs(source, **{{"text": "prompt", "3d": "object"}.get(source, source): "x"}))
+    source: plan(Item("x", source, **{{"text": "prompt", "3d": "object"}.get(source, source): "x"}))
     for source in SOURCES
 }
 """The routing of an item that gives only its source modality (the table in the module notes)."""
@@ -125,7 +84,7 @@ class Loaded:
     gaussians: Gaussians | None = None
 
 
-def load_inputs(inputs: PairInputs, config: PairsConfig) -> Loaded:
+def load_inputs(inputs: Item, config: PairsConfig) -> Loaded:
     """Read and check every file the item gives; InputError naming the field for bad input."""
     steps = plan(inputs)
     if steps["image"] == "text_to_image" and not (inputs.prompt or "").strip():
@@ -143,8 +102,11 @@ def load_inputs(inputs: PairInputs, config: PairsConfig) -> Loaded:
         except InputError as exc:
             raise exc.within(field="video") from None
         if video.num_frames < MIN_FRAMES:
-            raise InputError(f"a video needs at least {MIN_FRAMES} frames, this one has {video.num_frames}",
-                             uri=inputs.video, field="video")  # fmt: skip
+            raise InputError(
+                f"a video needs at least {MIN_FRAMES} frames, this one has {video.num_frames}",
+                uri=inputs.video,
+                field="video",
+            )
         loaded.frames, loaded.masks = video.frames, video.alpha
         if inputs.masks is not None:
             try:
@@ -152,9 +114,12 @@ def load_inputs(inputs: PairInputs, config: PairsConfig) -> Loaded:
             except InputError as exc:
                 raise exc.within(field="masks") from None
             if loaded.masks.shape[:3] != video.frames.shape[:3]:
-                raise InputError(f"{loaded.masks.shape[0]} masks of {tuple(loaded.masks.shape[1:3])} px for "
-                                 f"{video.num_frames} frames of {tuple(video.frames.shape[1:3])} px",
-                                 uri=inputs.masks, field="masks")  # fmt: skip
+                raise InputError(
+                    f"{loaded.masks.shape[0]} masks of {tuple(loaded.masks.shape[1:3])} px for "
+                    f"{video.num_frames} frames of {tuple(video.frames.shape[1:3])} px",
+                    uri=inputs.masks,
+                    field="masks",
+                )
         loaded.video_has_masks = loaded.masks is not None
     if inputs.object is not None:
         try:
@@ -166,14 +131,15 @@ def load_inputs(inputs: PairInputs, config: PairsConfig) -> Loaded:
 
 @dataclass
 class PairResult:
-    """The pair's URIs and the record written to ``pair.json``."""
+    """The completed item (the pair's files, the image and the prompt) and the record of ``pair.json``."""
 
-    uris: PairURIs
+    item: Item
     record: dict = field(default_factory=dict)
 
 
-def make_pair(inputs: PairInputs, loaded: Loaded, out: str, config: PairsConfig, device: torch.device,
-              fovy_deg: float) -> PairResult:  # fmt: skip
+def make_pair(
+    inputs: Item, loaded: Loaded, out: str, config: PairsConfig, device: torch.device, fovy_deg: float
+) -> PairResult:
     """Generate the missing modalities into the folder ``out`` (see the module notes)."""
     steps = plan(inputs)
     seconds: dict[str, float] = {}
@@ -232,12 +198,15 @@ def make_pair(inputs: PairInputs, loaded: Loaded, out: str, config: PairsConfig,
         prompt = timed("caption", caption, image.rgb, config.caption, device)
         record["prompt_from"] = config.caption.backend
 
-    uris = PairURIs(video_uri, object_uri, masks_uri, inputs.eval)
-    record.update(quadruplet={"prompt": prompt, "image": image_uri, **asdict(uris)}, seconds=seconds,
-                  models=_models(steps, config, prompt_captioned="prompt_from" in record),
-                  dtypes=_dtypes(steps, config, device))  # fmt: skip
+    made = replace(inputs, prompt=prompt, image=image_uri, video=video_uri, object=object_uri, masks=masks_uri)
+    record.update(
+        quadruplet={"prompt": prompt, "image": image_uri, **made.pair_files()},
+        seconds=seconds,
+        models=_models(steps, config, prompt_captioned="prompt_from" in record),
+        dtypes=_dtypes(steps, config, device),
+    )
     storage.write_json(storage.join(out, "pair.json"), record)
-    return PairResult(uris, record)
+    return PairResult(made, record)
 
 
 def _write_video(out: str, frames: Tensor, masks: Tensor) -> tuple[str, str]:
@@ -250,18 +219,27 @@ def _write_video(out: str, frames: Tensor, masks: Tensor) -> tuple[str, str]:
 def _dtypes(steps: dict[str, str], config: PairsConfig, device: torch.device) -> dict[str, str]:
     """The precision each model that ran used ("auto" resolved for this device)."""
     made = set(steps.values())
-    sections = (("text_to_image", config.text_to_image), ("image_to_video", config.image_to_video),
-                ("image_to_3d", config.image_to_3d))  # fmt: skip
-    return {step: str(resolve_dtype(section.dtype, device)).removeprefix("torch.")
-            for step, section in sections if step in made}  # fmt: skip
+    sections = (
+        ("text_to_image", config.text_to_image),
+        ("image_to_video", config.image_to_video),
+        ("image_to_3d", config.image_to_3d),
+    )
+    return {
+        step: str(resolve_dtype(section.dtype, device)).removeprefix("torch.")
+        for step, section in sections
+        if step in made
+    }
 
 
 def _models(steps: dict[str, str], config: PairsConfig, prompt_captioned: bool) -> dict[str, str]:
     """Which model made what (provenance for pair.json and the tables)."""
     made = set(steps.values())
     models = {}
-    for step, section in (("text_to_image", config.text_to_image), ("image_to_video", config.image_to_video),
-                          ("image_to_3d", config.image_to_3d)):  # fmt: skip
+    for step, section in (
+        ("text_to_image", config.text_to_image),
+        ("image_to_video", config.image_to_video),
+        ("image_to_3d", config.image_to_3d),
+    ):
         if step in made:
             models[step] = section.model
     if prompt_captioned:

@@ -14,20 +14,20 @@ ever left beside a marker.
 
 from __future__ import annotations
 
-import time
-from dataclasses import asdict
+from dataclasses import replace
 
 import torch
 
-from .. import storage
-from ..config import PairsConfig, to_dict
-from ..done import is_done, measure_peak_memory, read_done, write_done
-from ..errors import InputError
-from ..hashing import hash_json
-from ..stages import PairURIs
-from .route import PairInputs, load_inputs, make_pair
+from align4d_core.config import PairsConfig, to_dict
+from align4d_core.errors import InputError
+from align4d_core.io import storage
+from align4d_core.io.hashing import hash_json
+from align4d_core.io.manifest import Item
+from align4d_core.io.markers import Outcome, code_hash, run_stage
+from align4d_core.pairs.route import load_inputs, make_pair
+from align4d_core.runtime import device_of
 
-__all__ = ["pairs_config_hash", "pairs_stage"]
+__all__ = ["item_pair", "pairs_config_hash", "pairs_stage"]
 
 
 def pairs_config_hash(config: PairsConfig, device: torch.device, fovy_deg: float) -> str:
@@ -36,44 +36,88 @@ def pairs_config_hash(config: PairsConfig, device: torch.device, fovy_deg: float
     return hash_json({"pairs": to_dict(config), "device": torch.device(device).type, "fovy_deg": fovy_deg})
 
 
-def pairs_stage(inputs: PairInputs, out: str, config: PairsConfig, device: torch.device, *, fovy_deg: float,
-                item: str | None = None) -> PairURIs:  # fmt: skip
-    """The item's pair: given, recorded in ``out/done.json``, or generated now (module notes)."""
+def pairs_stage(
+    inputs: Item, out: str, config: PairsConfig, device: torch.device, *, fovy_deg: float, item: str | None = None
+) -> Item:
+    """The item with its pair: given, recorded in ``out/done.json``, or generated now (module notes)."""
     if inputs.complete:
-        return inputs.given_pair()
+        return inputs
     device = torch.device(device)
     try:
-        hashes = inputs.hashes()
-        config_hash = pairs_config_hash(config, device, fovy_deg)
-        if is_done(out, config_hash=config_hash, input_hashes=hashes):
-            return _recorded(read_done(out)["extra"]["uris"], inputs, out)
-        loaded = load_inputs(inputs, config)
+        hashes = inputs.source_hashes()
     except InputError as exc:
         raise exc.within(item=item) from None
-    if storage.exists(out):  # an older pair (other settings or inputs): start clean
-        storage.remove(out, recursive=True)
-    started = time.perf_counter()
-    try:
-        result = make_pair(inputs, loaded, out, config, device, fovy_deg)
-    except InputError as exc:
-        _discard(out)
-        raise exc.within(item=item) from None
-    except BaseException:
-        _discard(out)
-        raise
-    timings = {"pairs": time.perf_counter() - started, **result.record.get("seconds", {})}
-    write_done(out, config_hash=config_hash, input_hashes=hashes, timings=timings,
-               peak_memory_bytes=measure_peak_memory(), extra={"uris": asdict(result.uris), **result.record})  # fmt: skip
-    return result.uris
+
+    def body() -> Outcome:
+        try:
+            loaded = load_inputs(inputs, config)
+        except InputError as exc:
+            raise exc.within(item=item) from None
+        if storage.exists(out):  # an older pair (other settings or inputs): start clean
+            storage.remove(out, recursive=True)
+        try:
+            result = make_pair(inputs, loaded, out, config, device, fovy_deg)
+        except InputError as exc:
+            _discard(out)
+            raise exc.within(item=item) from None
+        except BaseException:
+            _discard(out)
+            raise
+        extra = {"uris": result.item.pair_files(), **result.record}
+        return Outcome(extra, dict(result.record.get("seconds", {})))
+
+    extra = run_stage(
+        out,
+        "pairs",
+        config_hash=pairs_config_hash(config, device, fovy_deg),
+        inputs=hashes,
+        code=code_hash("align4d_core.pairs"),
+        body=body,
+    )
+    return _recorded(extra, inputs, out)
 
 
-def _recorded(uris: dict, inputs: PairInputs, out: str) -> PairURIs:
-    """The recorded pair, with the given files at the inputs' current URIs (the dataset may have
-    moved since; equal content hashes got us here) and the generated ones in ``out``."""
+def item_pair(
+    dataset: str,
+    item: Item,
+    out: str | None = None,
+    config: PairsConfig | None = None,
+    device=None,
+    fovy_deg: float | None = None,
+) -> Item:
+    """A manifest item of ``dataset``, resolved, with its pair: its own files when it gives a video and
+    a 3D object, else the pair generated into ``out`` by :func:`pairs_stage`, resumably.
+
+    Without ``out`` only complete items can be served (nothing may be written into the dataset).
+    """
+    from align4d_core.scene.cameras import FOVY_DEG
+
+    resolved = item.resolved(dataset)
+    if resolved.complete:
+        return resolved
+    if out is None:
+        missing = [name for name in ("video", "object") if getattr(item, name) is None]
+        raise InputError(
+            f"no {' or '.join(missing)}: generating them needs an output folder for the pair",
+            item=item.id,
+            field=missing[0],
+        )
+    dev = device_of(None if device is None else str(device))
+    return pairs_stage(resolved, out, config or PairsConfig(), dev, fovy_deg=fovy_deg or FOVY_DEG, item=item.id)
+
+
+def _recorded(extra: dict, inputs: Item, out: str) -> Item:
+    """The pair's item: the generated files in ``out``, the given ones at the inputs' current URIs
+    (the dataset may have moved since; equal content hashes got us here), the made image and prompt."""
     inside = str(out).rstrip("/") + "/"
-    current = {name: uri if uri is not None and str(uri).startswith(inside) else getattr(inputs, name)
-               for name, uri in uris.items()}  # fmt: skip
-    return PairURIs(**current)
+    files = {
+        name: uri if uri is not None and str(uri).startswith(inside) else getattr(inputs, name)
+        for name, uri in extra["uris"].items()
+    }
+    quadruplet = extra.get("quadruplet", {})
+    image = quadruplet.get("image")
+    image = image if image is not None and str(image).startswith(inside) else inputs.image
+    return replace(inputs, **files, image=image, prompt=quadruplet.get("prompt", inputs.prompt))
 
 
 def _discard(out: str) -> None:

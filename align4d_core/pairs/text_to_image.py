@@ -11,9 +11,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..config import TextToImageConfig
-from ..errors import InputError
-from .weights import run_pipeline
+from align4d_core.config import TextToImageConfig
+from align4d_core.errors import InputError
+from align4d_core.pairs.weights import run_pipeline
 
 __all__ = ["TextToImage"]
 
@@ -38,9 +38,16 @@ class TextToImage:
 
         def call(pipe) -> Tensor:
             generator = torch.Generator(device="cpu").manual_seed(c.seed)
-            images = pipe(prompt=prompt.strip() + c.prompt_suffix, negative_prompt=c.negative_prompt or None,
-                          height=c.size, width=c.size, num_inference_steps=c.steps, guidance_scale=c.guidance_scale,
-                          generator=generator, output_type="pt").images  # fmt: skip
+            images = pipe(
+                prompt=prompt.strip() + c.prompt_suffix,
+                negative_prompt=c.negative_prompt or None,
+                height=c.size,
+                width=c.size,
+                num_inference_steps=c.steps,
+                guidance_scale=c.guidance_scale,
+                generator=generator,
+                output_type="pt",
+            ).images
             return images[0].permute(1, 2, 0).float().clamp(0.0, 1.0).cpu()
 
         return run_pipeline(StableDiffusionXLPipeline, self.setting, c, self.device, call)

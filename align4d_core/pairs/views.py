@@ -19,11 +19,11 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ..cameras import orbit_cameras
-from ..config import FrontViewConfig, SearchConfig
-from ..errors import InputError
-from ..gaussians import Gaussians
-from ..render import render
+from align4d_core.config import FrontViewConfig, SearchConfig
+from align4d_core.errors import InputError
+from align4d_core.scene.cameras import orbit_cameras
+from align4d_core.scene.gaussians import Gaussians
+from align4d_core.scene.render import render
 
 __all__ = ["Picture", "canonical_distance", "first_frame", "front_view"]
 
@@ -59,8 +59,12 @@ def front_view(gaussians: Gaussians, config: FrontViewConfig, fovy_deg: float) -
     """The front render of a 3D object (on white, with its alpha) and the distance it was taken at."""
     distance = config.distance if config.distance is not None else canonical_distance(gaussians, config.fill, fovy_deg)
     if distance > SearchConfig.d_max:
-        log.warning("the front view is taken at distance %.3f, beyond ODA's search range (d_max %.3f): VAOD cannot "
-                    "find it; scale the object down or set pairs.front_view.distance", distance, SearchConfig.d_max)  # fmt: skip
+        log.warning(
+            "the front view is taken at distance %.3f, beyond ODA's search range (d_max %.3f): VAOD cannot "
+            "find it; scale the object down or set pairs.front_view.distance",
+            distance,
+            SearchConfig.d_max,
+        )
     cameras = orbit_cameras(0.0, 0.0, distance, width=config.size, fovy_deg=fovy_deg)
     with torch.no_grad():
         out = render(gaussians, cameras, background=1.0)

@@ -14,8 +14,8 @@ small for SVD in float16.
 A model that cannot be found is a :class:`ModelMissingError` (an :class:`InputError`: retrying
 will not help) naming the setting, the model and how to provide it; one that is there but does not
 load whole (a truncated file, a renamed or missing weight) is an
-:class:`~align4d_core.weights.IncompleteModelError` naming the component and the keys: every torch
-module of a pipeline is loaded strictly (:func:`~align4d_core.weights.load_pipeline_strict`).
+:class:`~align4d_core.io.weights.IncompleteModelError` naming the component and the keys: every torch
+module of a pipeline is loaded strictly (:func:`~align4d_core.io.weights.load_pipeline_strict`).
 """
 
 from __future__ import annotations
@@ -28,12 +28,19 @@ from typing import Any, TypeVar
 
 import torch
 
-from ..errors import InputError
-from ..weights import load_pipeline_strict
-from .model_cache import is_remote, sync_model
+from align4d_core.errors import InputError
+from align4d_core.io.weights import load_pipeline_strict
+from align4d_core.pairs.model_cache import is_remote, sync_model
 
-__all__ = ["ModelMissingError", "free_memory", "how_to_provide", "load_pipeline", "model_location", "resolve_dtype",
-           "run_pipeline"]
+__all__ = [
+    "ModelMissingError",
+    "free_memory",
+    "how_to_provide",
+    "load_pipeline",
+    "model_location",
+    "resolve_dtype",
+    "run_pipeline",
+]
 
 T = TypeVar("T")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
@@ -55,10 +62,12 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
 
 def how_to_provide(setting: str, model: str) -> str:
     hub_id = model if _HUB_ID.match(model) else "<hub id>"
-    return (f"Provide it one of three ways: on a machine with internet run `hf download {hub_id} --local-dir DIR` "
-            f"(`huggingface-cli download` in older huggingface_hub) and set {setting} to DIR; copy DIR to object "
-            f"storage and set {setting} to its s3:// URI (synced once per worker into $ALIGN4D_MODEL_CACHE); or "
-            "allow hub downloads (unset HF_HUB_OFFLINE) to fill the hub cache.")  # fmt: skip
+    return (
+        f"Provide it one of three ways: on a machine with internet run `hf download {hub_id} --local-dir DIR` "
+        f"(`huggingface-cli download` in older huggingface_hub) and set {setting} to DIR; copy DIR to object "
+        f"storage and set {setting} to its s3:// URI (synced once per worker into $ALIGN4D_MODEL_CACHE); or "
+        "allow hub downloads (unset HF_HUB_OFFLINE) to fill the hub cache."
+    )
 
 
 def model_location(setting: str, model: str, marker: str = "model_index.json") -> str:
@@ -73,20 +82,26 @@ def model_location(setting: str, model: str, marker: str = "model_index.json") -
         try:
             location = sync_model(model)
         except FileNotFoundError:
-            raise ModelMissingError(f"{setting}: no model folder at {model!r}. {how_to_provide(setting, model)}",
-                                    uri=model) from None  # fmt: skip
+            raise ModelMissingError(
+                f"{setting}: no model folder at {model!r}. {how_to_provide(setting, model)}", uri=model
+            ) from None
     elif model.startswith("file://"):
         location = model[len("file://") :]
     else:
         location = model
     if os.path.isdir(location):
         if not os.path.isfile(os.path.join(location, marker)):
-            raise ModelMissingError(f"{setting}: the folder {model!r} holds no {marker}, so it is not the "
-                                    f"model's folder. {how_to_provide(setting, model)}", uri=model)  # fmt: skip
+            raise ModelMissingError(
+                f"{setting}: the folder {model!r} holds no {marker}, so it is not the "
+                f"model's folder. {how_to_provide(setting, model)}",
+                uri=model,
+            )
         return location
     if os.path.isabs(location) or location.startswith(".") or not _HUB_ID.match(location):
-        raise ModelMissingError(f"{setting}: {model!r} is neither an existing folder nor a hub id. "
-                                f"{how_to_provide(setting, model)}", uri=model)  # fmt: skip
+        raise ModelMissingError(
+            f"{setting}: {model!r} is neither an existing folder nor a hub id. {how_to_provide(setting, model)}",
+            uri=model,
+        )
     return location
 
 
@@ -98,26 +113,36 @@ def load_pipeline(pipeline_class: type, setting: str, config: Any, device: torch
     location = model_location(setting, config.model)
     dtype = resolve_dtype(config.dtype, device)
     try:
-        folder = location if os.path.isdir(location) else pipeline_class.download(
-            location, revision=config.revision, variant=config.variant)  # the hub cache's snapshot  # fmt: skip
+        folder = (
+            location
+            if os.path.isdir(location)
+            else pipeline_class.download(location, revision=config.revision, variant=config.variant)
+        )  # the hub cache's snapshot
     except (OSError, ValueError) as error:  # how diffusers reports missing repos, files and variants
-        offline = " (HF_HUB_OFFLINE is set: only the local hub cache was searched)" if hub_constants.HF_HUB_OFFLINE else ""
+        offline = (
+            " (HF_HUB_OFFLINE is set: only the local hub cache was searched)" if hub_constants.HF_HUB_OFFLINE else ""
+        )
         revision = f" at revision {config.revision!r}" if config.revision else ""
         variant = f" (variant {config.variant!r})" if config.variant else ""
         reason = str(error).strip().splitlines()[0].rstrip(".") if str(error).strip() else type(error).__name__
-        raise ModelMissingError(f"{setting}: {pipeline_class.__name__} {config.model!r}{revision}{variant} cannot be "
-                                f"loaded{offline}: {reason}. {how_to_provide(setting, config.model)}",
-                                uri=config.model) from error  # fmt: skip
+        raise ModelMissingError(
+            f"{setting}: {pipeline_class.__name__} {config.model!r}{revision}{variant} cannot be "
+            f"loaded{offline}: {reason}. {how_to_provide(setting, config.model)}",
+            uri=config.model,
+        ) from error
     # every torch module of the pipeline loads whole or the item fails (IncompleteModelError)
-    pipe = load_pipeline_strict(pipeline_class, folder, what=f"{setting} {config.model!r}", variant=config.variant,
-                                dtype=dtype)  # fmt: skip
+    pipe = load_pipeline_strict(
+        pipeline_class, folder, what=f"{setting} {config.model!r}", variant=config.variant, dtype=dtype
+    )
     pipe.set_progress_bar_config(disable=True)
     if getattr(config, "cpu_offload", False) and device.type == "cuda":
         try:
             pipe.enable_model_cpu_offload(device=device)
         except ImportError as error:
-            raise InputError(f"{setting.rsplit('.', 1)[0]}.cpu_offload needs the accelerate package "
-                             f"(pip install accelerate): {error}") from None  # fmt: skip
+            raise InputError(
+                f"{setting.rsplit('.', 1)[0]}.cpu_offload needs the accelerate package "
+                f"(pip install accelerate): {error}"
+            ) from None
     else:
         pipe.to(device)
     return pipe
@@ -130,8 +155,7 @@ def free_memory(device: torch.device) -> None:
         torch.cuda.empty_cache()
 
 
-def run_pipeline(pipeline_class: type, setting: str, config: Any, device: torch.device,
-                 call: Callable[[Any], T]) -> T:  # fmt: skip
+def run_pipeline(pipeline_class: type, setting: str, config: Any, device: torch.device, call: Callable[[Any], T]) -> T:
     """Load a pipeline, ``call(pipe)``, release it; the only place a pair-generation model lives.
 
     ``call`` must return plain tensors (moved to the CPU), never the pipeline or its modules, so
