@@ -56,7 +56,9 @@ def test_the_flow_writes_one_row_per_item_and_method_and_publishes_artifacts(har
     assert (table["status"] == "completed").all() and table["psnr"].gt(10).all() and table["ssim"].between(0, 1).all()
     assert set(table.loc[table["method"] == "no-oda", "vaod"]) == {1.5}
     spec = RunSpec(dataset, out, FAST, ("align4d", "no-oda"))
-    assert "Guidance backend: anchor" in storage.read_text(storage.join(spec.root, "tables", "summary.md"))
+    assert "Guidance backend: zero123 (bundled prior v1)" in storage.read_text(
+        storage.join(spec.root, "tables", "summary.md")
+    )
     assert storage.exists(storage.join(item_folder(spec.root, "arm_swing", "align4d"), "videos", "turntable.mp4"))
 
     from prefect.client.orchestration import get_client

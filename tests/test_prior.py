@@ -129,6 +129,14 @@ def test_the_trained_folder_is_in_the_public_layout_and_loads_through_the_zero12
     assert bool(torch.isfinite(loss).all()) and float(renders.grad.abs().sum()) > 0
 
 
+def test_an_unwritable_output_fails_before_any_work_and_writes_nothing(data, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    with pytest.raises(InputError, match="cannot write here"):
+        train_prior(data, str(blocker / "model"), TRAIN)
+    assert blocker.read_text() == "not a folder" and sorted(os.listdir(tmp_path)) == ["a-file"]
+
+
 def test_other_settings_on_the_same_output_are_refused(data, trained):
     out, _ = trained
     with pytest.raises(InputError, match="other settings or data"):
@@ -167,3 +175,62 @@ def test_a_training_killed_mid_way_resumes_and_ends_with_the_uninterrupted_weigh
         assert mine.keys() == theirs.keys()
         for key in mine:
             torch.testing.assert_close(mine[key], theirs[key], rtol=1e-5, atol=1e-6, msg=f"{component}.{key}")
+
+
+# --- the shipped prior ---------------------------------------------------------------------------
+
+
+def test_the_shipped_prior_is_whole_small_and_says_how_it_was_made():
+    from align4d_core.guidance.bundled import PRIOR, bundled_info
+    from align4d_core.guidance.zero123_layout import BUNDLED_ROOT, ZERO123_PIPELINE, detect_layout
+
+    folder = os.path.join(BUNDLED_ROOT, PRIOR.split(":", 1)[1])
+    files = [os.path.relpath(os.path.join(d, f), folder) for d, _, names in os.walk(folder) for f in names]
+    assert all(f.endswith((".json", ".safetensors")) for f in files), files
+    assert not any(f.startswith("checkpoints") for f in files)
+    assert sum(os.path.getsize(os.path.join(folder, f)) for f in files) <= 25 * 2**20
+    assert detect_layout(folder) == ZERO123_PIPELINE
+    info = bundled_info(PRIOR)
+    assert info["d_prior"] == info["data"]["d_prior"] and info["input_size"] == info["train"]["model"]["size"]
+    assert info["seconds"] > 0 and info["machine"]["device"] in ("cpu", "cuda")
+    assert isinstance(info["data"]["seed"], int) and info["train"]["unet_steps"] > 0
+
+
+def test_auto_runs_the_shipped_prior_through_the_public_layout_loader_and_names_it():
+    from align4d_core.config import build_run_config
+    from align4d_core.guidance.bundled import PRIOR, bundled_info, guidance_label
+    from align4d_core.pipeline.devices import resolve_backend
+
+    config = resolve_backend(build_run_config("cpu"), torch.device("cpu"))  # no Zero123 here: offline_hub
+    assert config.guidance.backend == "zero123" and config.guidance.model == PRIOR
+    assert config.guidance.input_size == bundled_info(PRIOR)["input_size"]
+    assert guidance_label(config.guidance) == "zero123 (bundled prior v1)"
+    guidance = load_guidance(config.guidance, "cpu")  # the strict loader: every part whole
+    assert guidance.layout.name == "zero123-pipeline"
+    size = config.guidance.input_size
+    frame = torch.linspace(0.1, 1.0000001, size).view(1, 1, size, 1).expand(1, size, size, 3)
+    guidance.set_frames(frame)  # float compositing's overshoot above 1 (the sample's pulsing_blob)
+    renders = torch.rand(2, size, size, 3, requires_grad=True)
+    from align4d_core.guidance import ViewDelta
+
+    delta = ViewDelta(torch.tensor([0.0, 10.0]), torch.tensor([0.0, 90.0]), torch.zeros(2))
+    loss = guidance.motion_loss(renders, torch.tensor([0, 0]), delta, torch.Generator().manual_seed(0))
+    loss.sum().backward()
+    assert bool(torch.isfinite(loss).all()) and float(renders.grad.abs().sum()) > 0
+
+
+def test_the_wheel_carries_the_shipped_prior(tmp_path):
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp_path), root],
+        check=True,
+        capture_output=True,
+    )
+    import zipfile
+
+    (wheel,) = tmp_path.glob("align4d-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    shipped = [n for n in names if n.startswith("align4d_core/guidance/bundled/prior-v1/")]
+    for part in ("model_index.json", "prior.json", "unet/diffusion_pytorch_model.safetensors"):
+        assert f"align4d_core/guidance/bundled/prior-v1/{part}" in shipped
+    assert not any("checkpoints" in n for n in shipped)

@@ -294,12 +294,17 @@ def test_a_projection_config_without_its_fields_is_refused(copy_of):
 # --- the backend choice, the CLI ------------------------------------------------------------------
 
 
-def test_auto_falls_back_only_when_the_weights_are_absent(copy_of, tmp_path):
+def test_auto_falls_back_only_when_the_weights_are_absent(copy_of, tmp_path, monkeypatch):
     from align4d_core.config import RunConfig
+    from align4d_core.guidance import bundled
     from align4d_core.pipeline.devices import resolve_backend
 
     absent = RunConfig(guidance=GuidanceConfig(model=str(tmp_path / "nothing-here"), input_size=SIZE))
-    assert resolve_backend(absent, torch.device("cpu")).guidance.backend == "anchor"
+    prior = resolve_backend(absent, torch.device("cpu")).guidance  # first fallback: the shipped prior
+    assert (prior.backend, prior.model) == ("zero123", bundled.PRIOR)
+    with monkeypatch.context() as patch:  # an install without it: the weight-free anchor
+        patch.setattr(bundled, "BUNDLED_ROOT", str(tmp_path / "no-bundled-models"))
+        assert resolve_backend(absent, torch.device("cpu")).guidance.backend == "anchor"
     whole = RunConfig(guidance=GuidanceConfig(model=str(copy_of()), input_size=SIZE))
     assert resolve_backend(whole, torch.device("cpu")).guidance.backend == "zero123"
     broken = copy_of("zero1to3")

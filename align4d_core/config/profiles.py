@@ -38,20 +38,25 @@ CPU = Profile(
     name="cpu",
     overrides={
         "optimize": {
-            "steps": 150,
-            "frames_per_step": 4,
-            "resolution_schedule": [[1.0, 128]],
+            "steps": 120,
+            "frames_per_step": 2,
+            "densify_interval": 80,
+            "resolution_schedule": [[1.0, 64]],
             "grid_lr": 0.016,
             "deformation_lr": 0.0016,
             "checkpoint_every": 50,
         },
+        "mgja": {"views": 2},
         "mesh_samples": 4096,
         "metrics": {"size": None},
     },
     why="""What changes on a CPU, where the paper's schedule (500 steps, every frame, renders up to 512 px)
-would take hours: 150 steps of 4 frames, five whole AO cycles (so that `align4d run` does the five
-sample items well under 10 minutes on 2 cores), unknown views at 128 px, the deformation's learning
-rates ×2.5 to make up for the fewer steps, and meshes sampled with 4096 Gaussians (16384 would be
+would take hours: 120 steps of 2 frames with 2 unknown views each, four whole AO cycles, one
+densification (step 80, inside the first 75% of the steps), unknown views at 64 px (the bundled
+prior's input size: a larger render is only downsampled for it), so that `align4d run` does the
+five sample items with the learned prior under 10 minutes on 2 cores (0.4 s a step before
+densification against 2.0 s with 4 frames, 4 views and 128 px; 150 steps took 11 min); the
+deformation's learning rates ×2.5 to make up for the fewer steps, and meshes sampled with 4096 Gaussians (16384 would be
 several per pixel at 128 px). Eval views are scored at their own size (the sample's 128 px) rather
 than upsampled to 512 px: upsampling adds no detail, and LPIPS at 512 px costs about 1.5 s per frame
 pair on 2 cores (benchmarks/metrics.py). The method is the same; docs/method.md gives the

@@ -321,7 +321,8 @@ class Zero123Guidance:
         resizes with PIL bicubic as the original Zero123 pipeline did), so no torchvision is needed
         and no PIL image is built here.
         """
-        x = self._resize(images)
+        x = self._resize(images).clamp(0.0, 1.0)  # a frame composited in float may reach 1 + 1e-7: the
+        # processor's PIL backend refuses anything outside [0, 1] (found on the sample's pulsing_blob)
         embeds, latents = [], []
         for part in x.split(CHUNK):
             pixels = self._clip_pixels(part)

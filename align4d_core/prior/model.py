@@ -2,7 +2,7 @@
 
 The same classes as the published Zero123 (diffusers' ``UNet2DConditionModel`` with 8 input
 channels and ``AutoencoderKL``, transformers' ``CLIPVisionModelWithProjection``, the one-layer
-camera projection), only smaller: 64 px images, a VAE with two down-samplings (16×16×4 latents), a
+camera projection), only smaller: 64 px images, a VAE with three down-samplings (8×8×4 latents), a
 three-level UNet, a two-layer CLIP ViT. The projection maps [CLIP embedding; pose] to the UNet's
 cross-attention size, which is the CLIP projection size, as ``CLIPCameraProjection`` requires; it
 starts as Zero123's did: identity on the embedding, zero on the pose (the commented-out

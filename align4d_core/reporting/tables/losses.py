@@ -3,7 +3,7 @@
 The value at step s is the mean of an item's per-step loss over the steps within ``half_window`` of s
 (one step's loss is noisy: each step draws its own frames, views and noise), then the mean over the
 items both methods completed, so that the two rows compare the same items. A step beyond the end of
-a run (the CPU profile runs 160 steps) is blank, and the notes say why.
+a run (the CPU profile runs fewer than 500 steps) is blank, and the notes say why.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 
+from align4d_core.config import CPU_PROFILE
 from align4d_core.reporting.tables.context import completed, context_notes
 from align4d_core.reporting.tables.table import Column, Table
 
@@ -79,7 +80,7 @@ def _reach_notes(
         if beyond:
             notes.append(
                 f"{label}: steps {', '.join(map(str, beyond))} are blank: beyond the run's {runs} "
-                "optimisation steps (optimize.steps; the CPU profile runs 160)."
+                f"optimisation steps (optimize.steps; the CPU profile runs {CPU_PROFILE['optimize']['steps']})."
             )
         if partly:
             notes.append(
