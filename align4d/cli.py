@@ -9,7 +9,7 @@ Commands:
 * ``align4d generate --text T | --image I | --video V | --object O --out URI [--preset P] [--config FILE]``:
   a 4D object; the modalities an input lacks are generated first (pair generation).
 * ``align4d import consistent4d SRC DEST``: a Consistent4D folder as an X4D dataset of video items.
-* ``align4d evaluate --pred DIR --gt DIR [--config FILE] [--json OUT]``: the metrics of DESIGN.md §7
+* ``align4d evaluate --pred DIR [--pred DIR ...] --gt DIR [--protocol consistent4d|clean] [--json OUT]``: the metrics of DESIGN.md §7
   for views in the Consistent4D layout (``OBJ/eval_<k>/<frame>.png``, or a folder of OBJ folders).
 * ``align4d run [--dataset URI] [--out URI] [--config FILE] [--limit N] [--methods a,b]``: the
   dataset-wide benchmark (flow ``align4d``) in this process, with Prefect's ephemeral API.
@@ -312,31 +312,53 @@ def import_consistent4d(
 @_clean_errors
 def evaluate(
     pred: Annotated[
-        str, typer.Option(help="Predicted views: OBJ/eval_<k>/<frame>.png, or a folder of such OBJ folders.")
+        list[str],
+        typer.Option(
+            help="Predicted views: OBJ/eval_<k>/<frame>.png, or a folder of such OBJ folders. Repeat it to "
+            "score several methods against one ground truth (read and featurised once)."
+        ),
     ],
     gt: Annotated[str, typer.Option(help="Ground-truth views in the same layout (Consistent4D).")],
     config_file: ConfigOption = None,
     json_out: Annotated[str | None, typer.Option("--json", help="Also write every score as JSON here.")] = None,
     device: DeviceOption = None,
+    protocol: Annotated[
+        str | None,
+        typer.Option(help="consistent4d (default: Consistent4D's scripts' arithmetic) or clean (data range 1)."),
+    ] = None,
 ) -> None:
     """Score predicted views against ground truth: PSNR, SSIM, LPIPS, CLIP, CLIP-F, FVD (Consistent4D)."""
     from align4d_core.io import storage
-    from align4d_core.metrics.protocol import evaluate_objects
+    from align4d_core.metrics.protocol import PROTOCOLS, evaluate_methods
 
     metrics = _run_config(config_file, None, "cpu", profile="paper").metrics  # the protocol's 512 px anywhere
     if device is not None:
         metrics = replace(metrics, device=device)
-    result = evaluate_objects(pred, gt, metrics)
-    for name, scores in result["objects"].items():
-        rows = [(view, values) for view, values in scores["views"].items()] + [("mean", scores)]
-        out.print(_scores_table(f"object {escape(name)}", "view", rows))
-    if len(result["objects"]) > 1:
-        rows = list(result["objects"].items()) + [(f"mean of {len(result['objects'])}", result["mean"])]
-        out.print(_scores_table("objects", "object", rows))
-    for metric, reason in result["missing"].items():
-        out.print(f"[yellow]{metric} missing:[/] {escape(reason)}")
+    if protocol is not None:
+        if protocol not in PROTOCOLS:
+            raise InputError(f"unknown protocol {protocol!r}; expected one of {', '.join(PROTOCOLS)}")
+        metrics = replace(metrics, protocol=protocol)
+    if len(set(pred)) != len(pred):
+        raise InputError("the same --pred folder is given twice")
+    results = evaluate_methods({p: p for p in pred}, gt, metrics)
+    for path, result in results.items():
+        prefix = f"{escape(path)}: " if len(pred) > 1 else ""
+        for name, scores in result["objects"].items():
+            rows = [(view, values) for view, values in scores["views"].items()] + [("mean", scores)]
+            out.print(_scores_table(f"{prefix}object {escape(name)}", "view", rows))
+        if len(result["objects"]) > 1:
+            rows = list(result["objects"].items()) + [(f"mean of {len(result['objects'])}", result["mean"])]
+            out.print(_scores_table(f"{prefix}objects", "object", rows))
+        size = f"{result['size']} px" if result["size"] else "the files' own size"
+        pooled = result["fvd_pooled"]
+        out.print(
+            f"{prefix}protocol {result['protocol']} at {size}, {result['frames']} frames per video"
+            + (f"; FVD pooled over every view and object: {pooled:.2f}" if pooled is not None else "")
+        )
+        for metric, reason in result["missing"].items():
+            out.print(f"[yellow]{metric} missing:[/] {escape(reason)}")
     if json_out is not None:
-        storage.write_json(json_out, result)
+        storage.write_json(json_out, results[pred[0]] if len(pred) == 1 else results)
         out.print(f"scores written to {escape(json_out)}")
 
 

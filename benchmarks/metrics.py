@@ -1,7 +1,14 @@
 """What scoring one item costs: the metrics of DESIGN.md §7 on 4 views x 16 frames at 512 px.
 
     python benchmarks/metrics.py [--frames 16] [--size 512] [--score-size 512|none] [--repeats 3]
-                                 [--device cpu|cuda] [--optimize-seconds S]
+                                 [--device cpu|cuda] [--optimize-seconds S] [--protocol consistent4d|clean]
+    python benchmarks/metrics.py --methods 4 [--frames 16] [--size 128] ...
+
+``--methods N`` times instead one item scored for N methods (issue 13), all six metrics: before the
+ground-truth feature reuse (each method alone: the ground truth read and featurised N times), the
+pipeline's way after it (each method alone, as separate workers, the ground truth's CLIP and I3D
+features read back from storage), and all N in one pass (``evaluate_many``: LPIPS's ground-truth
+features shared too), each against the time of one method.
 
 Writes a ground truth and a prediction in the Consistent4D layout (PNG), random full-size weights
 in the standard layouts (torchvision VGG16, ViT-B/32 CLIP vision tower, pytorch-i3d I3D), and
@@ -32,10 +39,10 @@ import torch.nn.functional as F
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from align4d_core.config import MetricsConfig  # noqa: E402
-from align4d_core.io.media import write_frames  # noqa: E402
+from align4d_core.io.media import read_image, write_frames  # noqa: E402
 from align4d_core.metrics import evaluate_views  # noqa: E402
 from align4d_core.metrics.i3d import InceptionI3d  # noqa: E402
-from align4d_core.metrics.protocol import _clip, _i3d, _lpips  # noqa: E402  (the cached loaders)
+from align4d_core.metrics.protocol import _clip, _i3d_model, _lpips  # noqa: E402  (the cached loaders)
 from align4d_core.metrics.vgg import vgg16_features  # noqa: E402
 from align4d_core.runtime import tune_allocator  # noqa: E402
 
@@ -89,6 +96,50 @@ def write_weights(root: str) -> dict[str, str]:
     return paths
 
 
+def time_methods(args, base: MetricsConfig, root: str) -> None:
+    """One item, ``args.methods`` predictions: the evaluation time before and after the feature reuse."""
+    from align4d_core.metrics import evaluate_many
+    from align4d_core.metrics.reference import FeatureCache
+
+    gt = os.path.join(root, "gt")
+    preds = {"m0": os.path.join(root, "pred")}
+    for i in range(1, args.methods):
+        preds[f"m{i}"] = os.path.join(root, f"pred{i}")
+        for k in range(4):
+            view = os.path.join(gt, f"eval_{k}")
+            truth = torch.stack([read_image(os.path.join(view, f"{t}.png"))[0] for t in range(args.frames)])
+            g = torch.Generator().manual_seed(100 * i + k)
+            guess = (truth + 0.02 * (i + 1) * torch.randn(truth.shape, generator=g)).clamp(0, 1)
+            write_frames(os.path.join(preds[f"m{i}"], f"eval_{k}"), guess)
+
+    def timed(run) -> float:
+        FeatureCache.forget()
+        started = time.perf_counter()
+        run()
+        return time.perf_counter() - started
+
+    one = timed(lambda: evaluate_views(preds["m0"], gt, base, FeatureCache()))
+    before = timed(
+        lambda: [(FeatureCache.forget(), evaluate_views(p, gt, base, FeatureCache())) for p in preds.values()]
+    )
+    folder = os.path.join(root, "gt-features")
+
+    def per_worker() -> None:
+        for p in preds.values():
+            FeatureCache.forget()  # a worker of its own: only the storage folder is shared
+            evaluate_views(p, gt, base, FeatureCache(folder))
+
+    pipeline = timed(per_worker)
+    together = timed(lambda: evaluate_many(preds, gt, base))
+    n = args.methods
+    print(f"\none item, {n} methods, all six metrics ({base.protocol}, scored at {base.size or args.size} px):")
+    print(f"  {'one method':<52}{one:>8.1f} s")
+    print(f"  {'before: each method alone, nothing shared':<52}{before:>8.1f} s  {before / one:.2f}x one")
+    print(f"  {'after: each alone, GT CLIP+I3D from storage':<52}{pipeline:>8.1f} s  {pipeline / one:.2f}x one")
+    print(f"  {'after: all in one pass (evaluate_many)':<52}{together:>8.1f} s  {together / one:.2f}x one")
+    print(f"  saved: {100 * (1 - pipeline / before):.0f}% (pipeline), {100 * (1 - together / before):.0f}% (one pass)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=16)
@@ -96,6 +147,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--optimize-seconds", type=float, default=None, help="a measured optimisation time")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--protocol", default="consistent4d", help="consistent4d or clean")
+    parser.add_argument("--methods", type=int, default=0, help="time one item scored for N methods (reuse)")
     parser.add_argument(
         "--score-size",
         default="512",
@@ -114,7 +167,12 @@ def main() -> None:
         pred, gt = write_views(root, args.frames, args.size)
         paths = write_weights(root)
         base = MetricsConfig(
-            lpips_vgg=paths["vgg"], clip_model=paths["clip"], fvd_i3d=paths["i3d"], device=args.device, size=score_size
+            lpips_vgg=paths["vgg"],
+            clip_model=paths["clip"],
+            fvd_i3d=paths["i3d"],
+            device=args.device,
+            size=score_size,
+            protocol=args.protocol,
         )
         started = time.perf_counter()
         _lpips(base.lpips_vgg, base.lpips_heads, base.device)
@@ -123,9 +181,12 @@ def main() -> None:
         _clip(base.clip_model, base.clip_revision, base.download, base.device)
         loads["clip"] = time.perf_counter() - started
         started = time.perf_counter()
-        _i3d(base.fvd_i3d, base.device)
+        _i3d_model(base.fvd_i3d, base.device)
         loads["fvd"] = time.perf_counter() - started
         print("loading (once per process): " + ", ".join(f"{k} {v:.1f} s" for k, v in loads.items()))
+        if args.methods:
+            time_methods(args, base, root)
+            return
         medians = {}
         print(f"\n{'metrics':<28}{'median s':>10}   runs")
         for label, compute in GROUPS.items():

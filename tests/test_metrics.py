@@ -52,7 +52,7 @@ def test_protocol_averages_frames_then_views(tmp_path):
         write_frames(storage.join(gt, f"eval_{k}"), truths[k])
         write_frames(storage.join(pred, f"eval_{k}"), guesses[k])
     absent = str(tmp_path / "no-weights")
-    config = MetricsConfig(size=None, lpips_vgg=absent, clip_model=absent, fvd_i3d=absent)
+    config = MetricsConfig(size=None, lpips_vgg=absent, clip_model=absent, fvd_i3d=absent, protocol="clean")
     result = evaluate_views(pred, gt, config)
     per_view = []  # from the PNGs as written (8-bit), frames first, then views
     for k in range(2):
@@ -79,5 +79,8 @@ def test_protocol_refuses_partial_predictions(tmp_path):
         evaluate_views(pred, gt)
     storage.remove(storage.join(pred, "eval_1"), recursive=True)
     write_frames(storage.join(pred, "eval_1"), images(4, n=2, size=32))
+    at_own_size = MetricsConfig(size=None, compute=("psnr",))
     with pytest.raises(InputError, match=r"eval_1: prediction \(2, 32, 32\) vs ground truth \(2, 24, 24\)"):
-        evaluate_views(pred, gt)
+        evaluate_views(pred, gt, at_own_size)
+    # resized to one scoring size, as Consistent4D's script resizes both to 512, sizes may differ
+    assert evaluate_views(pred, gt, MetricsConfig(compute=("psnr",)))["psnr"] > 0

@@ -107,7 +107,14 @@ def weights(tmp_path_factory) -> dict[str, str]:
 
 
 def full_config(weights: dict[str, str], **overrides) -> MetricsConfig:
-    values = dict(lpips_vgg=weights["vgg"], clip_model=weights["clip"], fvd_i3d=weights["i3d"], size=64, device="cpu")
+    values = dict(
+        lpips_vgg=weights["vgg"],
+        clip_model=weights["clip"],
+        fvd_i3d=weights["i3d"],
+        size=64,
+        device="cpu",
+        protocol="clean",
+    )
     return MetricsConfig(**{**values, **overrides})
 
 
@@ -175,7 +182,7 @@ def test_protocol_psnr_and_ssim_match_scikit_image_on_the_files(tmp_path):
     truths = [frames(10 + k) for k in range(2)]
     gt = write_views(tmp_path / "gt", truths)
     pred = write_views(tmp_path / "pred", [noisy(t, 20 + k) for k, t in enumerate(truths)])
-    result = evaluate_views(pred, gt, MetricsConfig(compute=("psnr", "ssim"), size=None))
+    result = evaluate_views(pred, gt, MetricsConfig(compute=("psnr", "ssim"), size=None, protocol="clean"))
     per_view = {"psnr": [], "ssim": []}
     for k in range(2):
         scores = {"psnr": [], "ssim": []}
@@ -316,7 +323,7 @@ def test_every_metric_through_the_real_loaders(weights, tmp_path):
     assert set(result["views"]) == {"eval_0", "eval_1"}
 
     # the references: transformers' whole CLIPModel and torch's own strict loading of the I3D file
-    from align4d_core.metrics.protocol import _read_view, _resize
+    from align4d_core.metrics.protocol import _read_view
 
     clip = CLIPModel.from_pretrained(weights["clip"]).eval()
     i3d = InceptionI3d()
@@ -324,8 +331,8 @@ def test_every_metric_through_the_real_loaders(weights, tmp_path):
     i3d.eval()
     expected = {"clip": [], "clip_f": [], "fvd": []}
     for k in range(2):
-        p = _resize(_read_view(f"{pred}/eval_{k}"), 64)
-        g = _resize(_read_view(f"{gt}/eval_{k}"), 64)
+        p = _read_view(f"{pred}/eval_{k}", config).pixels  # read and resized to 64 px (clean)
+        g = _read_view(f"{gt}/eval_{k}", config).pixels
         with torch.inference_mode():
             ep = clip.get_image_features(pixel_values=clip_preprocess(p, 224))
             eg = clip.get_image_features(pixel_values=clip_preprocess(g, 224))
@@ -526,3 +533,132 @@ def test_evaluate_command_scores_objects_and_reports_bad_input(weights, tmp_path
     )
     missing = runner.invoke(app, ["evaluate", "--pred", str(tmp_path / "nowhere"), "--gt", str(tmp_path / "gt")])
     assert missing.exit_code == 2 and "prediction folder not found" in missing.output
+
+
+# --- the consistent4d protocol's networks, as Consistent4D's scripts feed them ---------------------
+
+
+def _script_video(paths) -> torch.Tensor:
+    """compute_fvd.py's read_video_frames: convert('RGB'), per-channel float (mode F) bicubic to 224."""
+    video = []
+    for path in paths:
+        rgb = np.array(Image.open(path).convert("RGB")).astype(np.float32)
+        channels = [
+            np.asarray(Image.fromarray(rgb[:, :, c], mode="F").resize((224, 224), resample=3)).reshape(224, 224, 1)
+            for c in range(3)
+        ]
+        video.append(np.concatenate(channels, axis=2))
+    x = torch.as_tensor(np.stack(video)).float() / 127.5 - 1
+    return x.unsqueeze(0).permute(0, 4, 1, 2, 3)
+
+
+def test_consistent4d_protocol_feeds_clip_lpips_and_i3d_as_the_scripts_do(weights, tmp_path):
+    from transformers import CLIPModel
+
+    from align4d_core.metrics.consistent4d import _pil_clip_processor
+
+    truths = [frames(70 + k, smooth=True) for k in range(2)]
+    gt = write_views(tmp_path / "gt", truths)
+    pred = write_views(tmp_path / "pred", [noisy(t, 80 + k, 0.1) for k, t in enumerate(truths)])
+    config = full_config(weights, protocol="consistent4d", size=64)
+    result = evaluate_views(pred, gt, config)
+    assert result["missing"] == {} and result["protocol"] == "consistent4d" and result["frames"] == 3
+
+    clip = CLIPModel.from_pretrained(weights["clip"]).eval()
+    processor = _pil_clip_processor()()  # the script: CLIPImageProcessor.from_pretrained(ViT-B/32) = defaults
+    lpips = load_lpips(weights["vgg"], None).eval()
+    i3d = InceptionI3d()
+    i3d.load_state_dict(torch.load(weights["i3d"], weights_only=True))
+    i3d.eval()
+    expected = {"clip": [], "lpips": [], "fvd": []}
+    for k in range(2):
+        names = [f"{t}.png" for t in range(3)]
+        p_paths = [tmp_path / "pred" / f"eval_{k}" / n for n in names]
+        g_paths = [tmp_path / "gt" / f"eval_{k}" / n for n in names]
+        clips, dists = [], []
+        for pp, gp in zip(p_paths, g_paths):
+            p_img, g_img = Image.open(pp).resize((64, 64)), Image.open(gp).resize((64, 64))
+            p_rgb = torch.from_numpy(np.array(p_img)).float().permute(2, 0, 1).unsqueeze(0)
+            g_rgb = torch.from_numpy(np.array(g_img)).float().permute(2, 0, 1).unsqueeze(0)
+            with torch.inference_mode():
+                ep = clip.get_image_features(pixel_values=processor(p_img, return_tensors="pt")["pixel_values"])
+                eg = clip.get_image_features(pixel_values=processor(g_img, return_tensors="pt")["pixel_values"])
+                ep, eg = (e if torch.is_tensor(e) else e.pooler_output for e in (ep, eg))
+                clips.append(float(F.cosine_similarity(ep, eg)))
+                # LPIPS on x/127.5 - 1: our module takes [0, 1] and maps it to [-1, 1] itself
+                a = ((p_rgb / 127.5 - 1) + 1) / 2
+                b = ((g_rgb / 127.5 - 1) + 1) / 2
+                dists.append(float(lpips(a.permute(0, 2, 3, 1), b.permute(0, 2, 3, 1))))
+        expected["clip"].append(np.mean(clips))
+        expected["lpips"].append(np.mean(dists))
+        with torch.inference_mode():
+            lp, lg = i3d(_script_video(p_paths)).double(), i3d(_script_video(g_paths)).double()
+        expected["fvd"].append(float((lp - lg).pow(2).sum()))
+        for name in expected:
+            assert result["views"][f"eval_{k}"][name] == pytest.approx(expected[name][-1], rel=1e-4, abs=1e-6), name
+    for name in expected:
+        assert result[name] == pytest.approx(float(np.mean(expected[name])), rel=1e-4, abs=1e-6)
+    assert len(result["i3d"]["pred"]["eval_0"]) == 400 and result["i3d"]["gt"]["eval_1"]
+
+
+def test_ground_truth_features_are_computed_once_per_object_and_shared(weights, tmp_path):
+    from align4d_core.metrics import evaluate_many
+    from align4d_core.metrics.reference import FeatureCache
+
+    truths = [frames(110 + k, smooth=True) for k in range(2)]
+    gt = write_views(tmp_path / "gt", truths)
+    preds = {
+        f"m{i}": write_views(
+            tmp_path / f"pred{i}", [noisy(t, 120 + 10 * i + k, 0.05 * (i + 1)) for k, t in enumerate(truths)]
+        )
+        for i in range(3)
+    }
+    config = full_config(weights, protocol="consistent4d", size=64)
+    FeatureCache.forget()
+    alone = {name: evaluate_views(p, gt, config, FeatureCache()) for name, p in preds.items()}  # the reference
+
+    FeatureCache.forget()  # a worker per method, sharing a folder in storage (a new process each time)
+    folder = str(tmp_path / "gt-features")
+    first = FeatureCache(folder)
+    result = evaluate_views(preds["m0"], gt, config, first)
+    assert (first.misses, first.hits) == (4, 0)  # CLIP and I3D of two views, computed
+    assert len(storage.listdir(folder)) == 4
+    for name in ("m1", "m2"):
+        FeatureCache.forget()
+        later = FeatureCache(folder)
+        again = evaluate_views(preds[name], gt, config, later)
+        assert (later.misses, later.hits) == (0, 4)  # read back from storage
+        for metric in METRICS:
+            assert again[metric] == pytest.approx(alone[name][metric], rel=1e-9, abs=1e-12)
+    assert result["fvd"] == pytest.approx(alone["m0"]["fvd"], rel=1e-9)
+
+    together = evaluate_many(preds, gt, config)  # one pass: LPIPS's ground-truth features shared too
+    for name in preds:
+        for metric in METRICS:
+            assert together[name][metric] == pytest.approx(alone[name][metric], rel=1e-6, abs=1e-9), (name, metric)
+
+    write_frames(storage.join(gt, "eval_1"), noisy(truths[1], 999, 0.01))  # a changed ground truth
+    FeatureCache.forget()
+    changed = FeatureCache(folder)
+    evaluate_views(preds["m0"], gt, config, changed)
+    assert (changed.misses, changed.hits) == (2, 2)  # eval_1's features are new, eval_0's reused
+    FeatureCache.forget()
+    other = FeatureCache(folder)
+    evaluate_views(preds["m0"], gt, full_config(weights, protocol="clean", size=64), other)
+    assert other.hits == 0  # another protocol, other features
+
+
+def test_pooled_fvd_fits_one_gaussian_over_every_view_and_object():
+    from align4d_core.metrics import pooled_fvd
+
+    g = torch.Generator().manual_seed(3)
+    results = []
+    for _ in range(3):
+        pred = {f"eval_{k}": torch.randn(400, generator=g).tolist() for k in range(4)}
+        true = {f"eval_{k}": (torch.randn(400, generator=g) + 0.5).tolist() for k in range(4)}
+        results.append({"i3d": {"pred": pred, "gt": true}})
+    a = np.array([r["i3d"]["pred"][v] for r in results for v in sorted(r["i3d"]["pred"])])
+    b = np.array([r["i3d"]["gt"][v] for r in results for v in sorted(r["i3d"]["gt"])])
+    assert a.shape == (12, 400)
+    assert pooled_fvd(results) == pytest.approx(scipy_frechet(a, b), rel=1e-6)
+    assert pooled_fvd(results + [{"fvd": 1.0}]) is None  # one result without logits: no pooled figure

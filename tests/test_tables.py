@@ -135,7 +135,7 @@ def test_missing_metrics_are_empty_in_csv_and_dashes_with_their_reason_in_markdo
     methods_md = text(root, "methods.md").splitlines()
     align4d = next(line for line in methods_md if line.startswith("| align4d"))
     cells = [c.strip() for c in align4d.strip("|").split("|")]
-    assert cells == ["align4d", "2", "0", "21.00", "0.850", "0.200", "—", "—", "—"]
+    assert cells == ["align4d", "2", "0", "21.00", "0.850", "0.200", "—", "—", "—", "—", "—"]  # + pooled FVD, frames
 
 
 def test_strings_from_the_data_are_escaped_in_markdown_and_latex(run):

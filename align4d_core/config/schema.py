@@ -205,6 +205,9 @@ class MetricsConfig:
     __pydantic_config__ = STRICT
 
     compute: tuple[str, ...] = METRICS  # the paper's Table II
+    protocol: Literal["consistent4d", "clean"] = "consistent4d"  # consistent4d: Consistent4D's
+    # evaluation/compute_image_level_metrics.py and compute_fvd.py arithmetic (8-bit PIL resize,
+    # data range from the frame); clean: float resize, data range 1 (metrics/protocol.py)
     size: Count | None = 512  # frames resized (bicubic) to size x size before scoring, as Consistent4D's
     # scripts do (image.resize((512, 512))); None: score at the files' own size
     lpips_vgg: str | None = None  # torchvision VGG16 state dict (features.* keys); None: the torch cache's

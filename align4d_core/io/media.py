@@ -46,7 +46,9 @@ __all__ = [
     "VIDEO_SUFFIX",
     "Video",
     "composite_on_white",
+    "decode_image",
     "list_frames",
+    "open_image",
     "read_image",
     "read_mask",
     "read_masks",
@@ -115,7 +117,12 @@ def read_image(uri: str) -> tuple[Tensor, Tensor | None]:
     Reads what Pillow decodes (PNG, and JPEG/WebP for convenience); alpha comes from an alpha
     channel or a PNG transparency entry.
     """
-    with _decoded(uri) as im:
+    return decode_image(storage.read_bytes(uri), uri)
+
+
+def decode_image(data: bytes, uri: str) -> tuple[Tensor, Tensor | None]:
+    """:func:`read_image` of bytes already read (``uri`` names them in errors)."""
+    with open_image(uri, data) as im:
         rgb, alpha = _pil_to_rgb_alpha(im)
     rgb_t = torch.from_numpy(rgb)
     if alpha is None:
@@ -126,7 +133,7 @@ def read_image(uri: str) -> tuple[Tensor, Tensor | None]:
 
 def read_mask(uri: str) -> Tensor:
     """A mask ``(H, W, 1)``: the alpha channel if it is not fully opaque, else the luminance."""
-    with _decoded(uri) as im:
+    with open_image(uri) as im:
         return torch.from_numpy(_pil_to_mask(im))
 
 
@@ -140,7 +147,7 @@ def read_video(uri: str) -> Video:
     rgbs: list[np.ndarray] = []
     alphas: list[np.ndarray | None] = []
     for name in names:
-        with _decoded(storage.join(uri, name)) as im:
+        with open_image(storage.join(uri, name)) as im:
             rgb, alpha = _pil_to_rgb_alpha(im)
         _check_same_size(uri, names, rgbs, name, rgb)
         rgbs.append(rgb)
@@ -162,7 +169,7 @@ def read_masks(uri: str) -> Tensor:
     names = list_frames(uri)
     masks: list[np.ndarray] = []
     for name in names:
-        with _decoded(storage.join(uri, name)) as im:
+        with open_image(storage.join(uri, name)) as im:
             mask = _pil_to_mask(im)
         _check_same_size(uri, names, masks, name, mask)
         masks.append(mask)
@@ -206,15 +213,19 @@ def list_frames(uri: str) -> list[str]:
     return [indexed[i] for i in order]
 
 
-class _decoded:
-    """``with _decoded(uri) as im``: a fully loaded Pillow image, or InputError with the reason."""
+class open_image:  # noqa: N801 (a context manager used like a function)
+    """``with open_image(uri) as im``: a fully loaded Pillow image, or InputError with the reason.
 
-    def __init__(self, uri: str) -> None:
+    ``data``: the file's bytes when the caller has read them already.
+    """
+
+    def __init__(self, uri: str, data: bytes | None = None) -> None:
         self.uri = uri
+        self.data = data
         self.image: Image.Image | None = None
 
     def __enter__(self) -> Image.Image:
-        data = storage.read_bytes(self.uri)
+        data = storage.read_bytes(self.uri) if self.data is None else self.data
         if not data:
             raise InputError("empty file, an image was expected", uri=self.uri)
         try:

@@ -40,11 +40,16 @@ def preprocess(frames: Tensor) -> Tensor:
     return (x * 2.0 - 1.0).permute(1, 0, 2, 3).unsqueeze(0)
 
 
-@torch.inference_mode()
 def i3d_logits(model: InceptionI3d, frames: Tensor) -> Tensor:
-    """The ``(1, 400)`` I3D logits of one video ``(T, H, W, 3)``, float64."""
+    """The ``(1, 400)`` I3D logits of one video ``(T, H, W, 3)`` in [0, 1], float64."""
+    return i3d_logits_of(model, preprocess(frames))
+
+
+@torch.inference_mode()
+def i3d_logits_of(model: InceptionI3d, video: Tensor) -> Tensor:
+    """The ``(1, 400)`` I3D logits of an I3D input ``(1, 3, T, 224, 224)`` in [-1, 1], float64."""
     device = next(model.parameters()).device
-    return model(preprocess(frames.to(device))).double().cpu()
+    return model(video.to(device)).double().cpu()
 
 
 def fvd(model: InceptionI3d, pred: Tensor, target: Tensor) -> float:

@@ -100,6 +100,11 @@ def pair_folder(run_root: str, item_id: str) -> str:
     return storage.join(run_root, "items", item_id, "pair")
 
 
+def gt_features_folder(method_folder: str) -> str:
+    """``items/<id>/gt-features/``: the ground truth's CLIP and I3D features, shared by the item's methods."""
+    return storage.join(method_folder.rstrip("/").rsplit("/", 1)[0], "gt-features")
+
+
 def write_run_json(spec: RunSpec, items: list[str]) -> None:
     """``run.json`` once per run: what was asked for and with which code."""
     uri = storage.join(spec.root, "run.json")

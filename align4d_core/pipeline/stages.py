@@ -25,6 +25,7 @@ from align4d_core.io.ply import read_gaussians_ply, write_gaussians_ply
 from align4d_core.method.oda import SearchResult, search
 from align4d_core.method.optimize import Pair, ProgressCallback, optimize
 from align4d_core.metrics import evaluate_views
+from align4d_core.metrics.reference import FeatureCache
 from align4d_core.pipeline.devices import guidance_for
 from align4d_core.pipeline.export import (
     ARTIFACTS,
@@ -35,6 +36,7 @@ from align4d_core.pipeline.export import (
 )
 from align4d_core.pipeline.pair import load_pair
 from align4d_core.pipeline.plots import plot_losses, plot_search
+from align4d_core.pipeline.runs import gt_features_folder
 from align4d_core.scene.deformation import load_deformation, save_deformation
 
 STAGE_CODE: dict[str, tuple[str, ...]] = {
@@ -200,9 +202,10 @@ def evaluate_stage(item: Item, out: str, config: RunConfig) -> dict:
         if item.eval is None:
             metrics = {"missing": {"all": "the item has no ground-truth views (manifest field 'eval')"}}
         else:
-            metrics = evaluate_views(storage.join(out, ARTIFACTS["eval"]), item.eval, config.metrics)
+            cache = FeatureCache(gt_features_folder(out))  # shared by the item's methods
+            metrics = evaluate_views(storage.join(out, ARTIFACTS["eval"]), item.eval, config.metrics, cache)
         storage.write_json(storage.join(out, "metrics.json"), metrics)
-        return {k: v for k, v in metrics.items() if k != "views"}
+        return {k: v for k, v in metrics.items() if k not in ("views", "i3d")}
 
     return _run("evaluate", out, config, item, body)
 

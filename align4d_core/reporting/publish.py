@@ -20,6 +20,7 @@ from align4d_core.reporting.tables import (
     build_tables,
     keep_rows,
     read_histories,
+    read_i3d,
     read_rows,
     read_run_json,
     read_searches,
@@ -58,7 +59,7 @@ def publish_run(run_root: str, rows: list[dict] | None = None) -> Published:
         rows = read_rows(run_root)
     run = read_run_json(run_root)
     histories = read_histories(run_root, rows)
-    tables = build_tables(rows, histories)
+    tables = build_tables(rows, histories, read_i3d(run_root, rows))
     results = results_frame(rows)
     uris = write_tables(run_root, tables, results, str(run.get("run_id", "")))
     uris["rows.json"] = keep_rows(run_root, rows)

@@ -142,7 +142,8 @@ def render_report(
     return _template().render(
         run_id=run_id,
         meta=[(k, str(v)) for k, v in meta if v],
-        tables=[markupsafe.Markup(t.to_html()) for t in tables],  # Table.to_html escapes its own cells
+        shared_notes=tables[0].shared_notes if tables else [],  # once on the page, not under each table
+        tables=[markupsafe.Markup(t.to_html(shared=False)) for t in tables],  # to_html escapes its cells
         figures=[f for f in figures if f is not None],
         items=items,
     )

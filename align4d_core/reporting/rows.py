@@ -58,7 +58,20 @@ def metric_columns(metrics: dict) -> dict:
         if values[name] is None:
             why = f"the evaluate stage gave {value!r}, not a finite number" if number else None
             missing[name] = reasons.get(name) or why or every or "not reported by the evaluate stage"
-    return {**values, "missing": missing_text(missing)}
+    return {**values, "missing": missing_text(missing), **protocol_columns(metrics)}
+
+
+def protocol_columns(metrics: dict) -> dict:
+    """How the metrics were computed: ``consistent4d@512`` (protocol @ scoring size, ``native`` for
+    the files' own size) and the frames per eval video, which FVD depends on."""
+    protocol = metrics.get("protocol")
+    if protocol is None:
+        return {"protocol": None, "eval_frames": None}
+    frames = metrics.get("frames")
+    return {
+        "protocol": f"{protocol}@{metrics.get('size') or 'native'}",
+        "eval_frames": frames if isinstance(frames, int) else None,
+    }
 
 
 def completed_row(

@@ -18,11 +18,18 @@ import pandas as pd
 from align4d_core.io import storage
 from align4d_core.reporting.tables.context import backend_note, context_notes, missing_notes
 from align4d_core.reporting.tables.cost import cost_table
-from align4d_core.reporting.tables.inputs import keep_rows, read_histories, read_rows, read_run_json, read_searches
+from align4d_core.reporting.tables.inputs import (
+    keep_rows,
+    read_histories,
+    read_i3d,
+    read_rows,
+    read_run_json,
+    read_searches,
+)
 from align4d_core.reporting.tables.losses import losses_table, windowed_loss
 from align4d_core.reporting.tables.methods import ablation_table, method_means, methods_table
 from align4d_core.reporting.tables.results import COLUMNS, results_frame, results_table
-from align4d_core.reporting.tables.table import MISSING_MARK, Column, Table
+from align4d_core.reporting.tables.table import MISSING_MARK, Column, Table, markdown_escape
 
 __all__ = [
     "COLUMNS",
@@ -40,6 +47,7 @@ __all__ = [
     "methods_table",
     "missing_notes",
     "read_histories",
+    "read_i3d",
     "read_rows",
     "read_run_json",
     "read_searches",
@@ -51,13 +59,16 @@ __all__ = [
 ]
 
 
-def build_tables(rows: list[dict], histories: dict[tuple[str, str], list[dict]]) -> list[Table]:
-    """Every table of a run from its rows and the loss histories of its completed runs."""
+def build_tables(
+    rows: list[dict], histories: dict[tuple[str, str], list[dict]], i3d: dict[tuple[str, str], dict] | None = None
+) -> list[Table]:
+    """Every table of a run from its rows, the loss histories of its completed runs and the I3D
+    logits of those that computed FVD (for the pooled FVD)."""
     results = results_frame(rows)
     return [
         results_table(results),
-        methods_table(results),
-        ablation_table(results),
+        methods_table(results, i3d),
+        ablation_table(results, i3d),
         losses_table(results, histories),
         cost_table(results),
     ]
@@ -73,7 +84,10 @@ def summary_markdown(tables: list[Table], results: pd.DataFrame, run_id: str = "
         f"{backend_note(results)}",
         "",
     ]
-    return "\n".join(lines) + "\n".join(table.to_markdown() for table in tables)
+    shared = tables[0].shared_notes if tables else []
+    if shared:  # said once for the page; each table's own file still carries them
+        lines += ["Every table below rests on:", ""] + [f"- {markdown_escape(n)}" for n in shared] + [""]
+    return "\n".join(lines) + "\n".join(table.to_markdown(shared=not shared) for table in tables)
 
 
 def write_tables(run_root: str, tables: list[Table], results: pd.DataFrame, run_id: str = "") -> dict[str, str]:

@@ -61,20 +61,56 @@ def missing_reasons(results: pd.DataFrame, metrics=METRICS) -> dict[str, Counter
 
 
 def missing_notes(results: pd.DataFrame, metrics=METRICS) -> list[str]:
-    """One note per metric that some completed run lacks: for how many runs, and why."""
+    """One note per reason some completed runs lack metrics: which metrics, for how many runs, why.
+
+    Metrics missing for the same runs and the same reason (CLIP and CLIP-F without CLIP weights)
+    share one note.
+    """
     total = len(completed(results))
-    notes = []
+    grouped: dict[tuple, list[str]] = {}
     for name, reasons in missing_reasons(results, metrics).items():
-        count = sum(reasons.values())
-        why = "; ".join(reasons)
+        grouped.setdefault(tuple(sorted(reasons.items())), []).append(METRIC_LABELS.get(name, name))
+    notes = []
+    for reasons, names in grouped.items():
+        count = sum(n for _, n in reasons)
+        why = "; ".join(reason for reason, _ in reasons)
         share = "all" if count == total else f"{count} of"
-        notes.append(f"{METRIC_LABELS.get(name, name)} missing for {share} {total} completed run(s): {why}.")
+        notes.append(f"{', '.join(names)} missing for {share} {total} completed run(s): {why}.")
+    return notes
+
+
+PROTOCOL_TEXT = {
+    "consistent4d": "Consistent4D's evaluation scripts' arithmetic (8-bit PIL resize, PSNR/SSIM on 0–255 "
+    "with the data range of each frame; comparable with the paper's Table II when at 512 px)",
+    "clean": "float bicubic resize, PSNR/SSIM with data range 1 (not comparable with Table II)",
+}
+
+
+def protocol_note(results: pd.DataFrame) -> list[str]:
+    """How the metrics were computed, and what FVD is (docs/method.md, "Metrics" and "FVD")."""
+    done = completed(results)
+    if "protocol" not in done or done["protocol"].dropna().empty:
+        return []
+    used = sorted(set(done["protocol"].dropna().astype(str)))
+    parts = []
+    for label in used:
+        name, _, size = label.partition("@")
+        at = "at the views' own size (the CPU profile: not Table II's 512 px)" if size == "native" else f"at {size} px"
+        parts.append(f"{name} {at}: {PROTOCOL_TEXT.get(name, 'unknown protocol')}")
+    notes = [f"Metrics protocol: {'; '.join(parts)}."]
+    if done["fvd"].notna().any() if "fvd" in done else False:
+        notes.append(
+            "FVD: per view, the Fréchet distance of one I3D logit vector per side (|Δμ|², covariances zero; "
+            "Consistent4D's compute_fvd.py gives NaN there), averaged over views, then items. FVD (pooled): "
+            "one Gaussian per side fitted over every view of every item of the method. Both depend on the "
+            "frames per video (column frames)."
+        )
     return notes
 
 
 def context_notes(results: pd.DataFrame, metrics=METRICS) -> list[str]:
-    """The backend note, then the missing-metric notes (or that none is missing)."""
-    notes = [backend_note(results)]
+    """The backend note, the protocol, then the missing-metric notes (or that none is missing)."""
+    notes = [backend_note(results)] + protocol_note(results)
     missing = missing_notes(results, metrics)
     if missing:
         notes += missing

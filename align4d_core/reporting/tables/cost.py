@@ -106,10 +106,17 @@ def cost_table(results: pd.DataFrame) -> Table:
         Column("minutes", "time (min)", ".3g"),
         Column("peak_memory_gib", "peak memory (GiB)", ".2f"),
     ]
-    notes = context_notes(results) + _maod_notes(results)
+    notes = _maod_notes(results)
     notes += [
         "Peak memory is measured per stage (CUDA's peak allocation when CUDA ran, else the process's peak "
         "resident set size, since the process started), so the VAOD and MAOD rows have none of their own.",
         "A stage that a re-run skipped keeps the time of the run that computed it.",
     ]
-    return Table("cost", "Time and peak memory per stage (cf. the paper's Table V)", frame, columns, notes)
+    return Table(
+        "cost",
+        "Time and peak memory per stage (cf. the paper's Table V)",
+        frame,
+        columns,
+        notes,
+        shared_notes=context_notes(results),
+    )

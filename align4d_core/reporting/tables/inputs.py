@@ -94,6 +94,19 @@ def read_histories(run_root: str, rows: list[dict]) -> dict[tuple[str, str], lis
     return out
 
 
+def read_i3d(run_root: str, rows: list[dict]) -> dict[tuple[str, str], dict]:
+    """The I3D logits (``metrics.json``'s ``i3d``) of every completed (item, method) that computed FVD."""
+    out = {}
+    for row in rows:
+        if row.get("status") != "completed":
+            continue
+        data = _item_file(run_root, row, "metrics.json")
+        logits = data.get("i3d") if isinstance(data, dict) else None
+        if isinstance(logits, dict) and logits.get("pred"):
+            out[(row["item"], row["method"])] = logits
+    return out
+
+
 def read_searches(run_root: str, rows: list[dict]) -> dict[tuple[str, str], dict]:
     """``search.json`` (distances, curves, VAOD, MAOD) of every (item, method) whose search ran."""
     out = {}

@@ -101,7 +101,7 @@ def losses_table(
     frame, items = losses_frame(results, histories, steps, half_window, key)
     columns = [Column("method", "method"), Column("optimisation", "optimisation"), Column("items", "items", "d")]
     columns += [Column(f"step_{s}", f"step {s}", ".4g") for s in steps]
-    notes = context_notes(results)
+    notes: list[str] = []
     notes.append(
         f"Each value: the mean of the per-step '{key}' over steps s-{half_window} … s+{half_window} of an "
         "item's optimisation (losses.json), then the mean over items."
@@ -122,4 +122,5 @@ def losses_table(
         frame,
         columns,
         notes,
+        shared_notes=context_notes(results),
     )

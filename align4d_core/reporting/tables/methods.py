@@ -19,8 +19,14 @@ ABLATIONS = {"align4d": "Align4D (full)", "no-oda": "w/o ODA", "no-mgja": "w/o M
 """The presets of Table III and their labels there."""
 
 
-def method_means(results: pd.DataFrame) -> pd.DataFrame:
-    """Per method: completed and failed counts and the mean of each metric over completed items."""
+I3D = dict[tuple[str, str], dict]
+"""The I3D logits (metrics.json's ``i3d``) of each completed (item, method) that computed FVD."""
+
+
+def method_means(results: pd.DataFrame, i3d: I3D | None = None) -> pd.DataFrame:
+    """Per method: completed and failed counts, the mean of each metric over completed items, the
+    pooled FVD over all views of its items (when every one kept its I3D logits) and the frames."""
+    i3d = i3d or {}
     records = []
     for method in method_order(results["method"]):
         rows = results[results["method"] == method]
@@ -30,8 +36,33 @@ def method_means(results: pd.DataFrame) -> pd.DataFrame:
             values = pd.to_numeric(done[name], errors="coerce").dropna()
             record[name] = float(values.mean()) if len(values) else None
             record[f"{name}_items"] = len(values)
+        logits = [i3d.get((str(item), method)) for item in done["item"]]
+        record["fvd_pooled"] = pooled_fvd(logits) if len(done) and all(logits) else None
+        record["frames"] = frame_counts(done)
         records.append(record)
-    return pd.DataFrame(records, columns=["method", "items", "failed", *METRICS, *(f"{m}_items" for m in METRICS)])
+    columns = ["method", "items", "failed", *METRICS, "fvd_pooled", "frames", *(f"{m}_items" for m in METRICS)]
+    return pd.DataFrame(records, columns=columns)
+
+
+def pooled_fvd(logits: list[dict]) -> float | None:
+    """:func:`align4d_core.metrics.pooled_fvd` of the items' I3D logits."""
+    from align4d_core.metrics import pooled_fvd as pooled
+
+    return pooled([{"i3d": x} for x in logits])
+
+
+def frame_counts(rows: pd.DataFrame) -> str | None:
+    """The eval frames per video of these rows: ``16``, or ``8–16`` when they differ (FVD depends on it)."""
+    if "eval_frames" not in rows:
+        return None
+    counts = sorted({int(v) for v in pd.to_numeric(rows["eval_frames"], errors="coerce").dropna()})
+    if not counts:
+        return None
+    return str(counts[0]) if len(counts) == 1 else f"{counts[0]}–{counts[-1]}"
+
+
+def fvd_columns() -> list[Column]:
+    return [Column("fvd_pooled", "FVD (pooled)", ".1f", "↓"), Column("frames", "frames")]
 
 
 def _partial_notes(means: pd.DataFrame) -> list[str]:
@@ -65,21 +96,17 @@ def _failed_note(means: pd.DataFrame) -> list[str]:
     )
 
 
-def methods_table(results: pd.DataFrame) -> Table:
+def methods_table(results: pd.DataFrame, i3d: I3D | None = None) -> Table:
     """Table II: mean per method over completed items (PSNR↑ SSIM↑ LPIPS↓ CLIP↑ CLIP-F↑ FVD↓)."""
-    means = method_means(results)
+    means = method_means(results, i3d)
     columns = [
         Column("method", "method"),
         Column("items", "items", "d"),
         Column("failed", "failed", "d"),
         *metric_columns(),
+        *fvd_columns(),
     ]
-    notes = (
-        context_notes(results)
-        + _partial_notes(means)
-        + _failed_note(means)
-        + _item_set_note(results, list(means["method"]))
-    )
+    notes = _partial_notes(means) + _failed_note(means) + _item_set_note(results, list(means["method"]))
     return Table(
         "methods",
         "Mean per method over completed items (cf. the paper's Table II)",
@@ -87,12 +114,13 @@ def methods_table(results: pd.DataFrame) -> Table:
         columns,
         notes,
         csv_frame=means[[c.key for c in columns]],
+        shared_notes=context_notes(results),
     )
 
 
-def ablation_table(results: pd.DataFrame) -> Table:
+def ablation_table(results: pd.DataFrame, i3d: I3D | None = None) -> Table:
     """Table III: the full method and whichever of its ablations this run has."""
-    means = method_means(results)
+    means = method_means(results, i3d)
     means = means[means["method"].isin(ABLATIONS)].copy()
     means.insert(1, "variant", means["method"].map(ABLATIONS))
     columns = [
@@ -100,10 +128,11 @@ def ablation_table(results: pd.DataFrame) -> Table:
         Column("variant", "variant"),
         Column("items", "items", "d"),
         *metric_columns(),
+        *fvd_columns(),
     ]
     present = list(means["method"])
     absent = [m for m in ABLATIONS if m not in present]
-    notes = context_notes(results) + _partial_notes(means) + _failed_note(means) + _item_set_note(results, present)
+    notes = _partial_notes(means) + _failed_note(means) + _item_set_note(results, present)
     if "align4d" not in present:
         notes.append("The full method (align4d) was not run, so there is nothing to compare the ablations with.")
     if not any(m in present for m in ("no-oda", "no-mgja", "no-ao")):
@@ -121,4 +150,5 @@ def ablation_table(results: pd.DataFrame) -> Table:
         columns,
         notes,
         csv_frame=means[[c.key for c in columns]],
+        shared_notes=context_notes(results),
     )

@@ -29,6 +29,8 @@ COLUMNS = (
         "guidance",
         *METRICS,
         "missing",
+        "protocol",
+        "eval_frames",
         "vaod",
         "maod",
         "maod_source",
@@ -45,7 +47,18 @@ COLUMNS = (
 )
 """The CSV's columns, in order; columns a row has beyond these follow them."""
 
-TEXT = ("item", "method", "status", "error", "guidance", "missing", "maod_source", "maod_rule", "maod_fallback")
+TEXT = (
+    "item",
+    "method",
+    "status",
+    "error",
+    "guidance",
+    "missing",
+    "protocol",
+    "maod_source",
+    "maod_rule",
+    "maod_fallback",
+)
 NUMERIC = [c for c in COLUMNS if c not in TEXT]
 
 
@@ -80,7 +93,7 @@ def results_table(results: pd.DataFrame) -> Table:
         Column("maod_source", "MAOD from"),
         Column("error", "error"),
     ]
-    notes = context_notes(results)
+    notes: list[str] = []
     fell_back = (
         results[results["maod_fallback"].fillna(False).astype(bool)] if "maod_fallback" in results else results[:0]
     )
@@ -95,4 +108,12 @@ def results_table(results: pd.DataFrame) -> Table:
         notes.append(
             f"{len(failed)} of {len(results)} (item, method) runs did not complete; the error column says why."
         )
-    return Table("results", "Results per item and method", results, columns, notes, csv_frame=results)
+    return Table(
+        "results",
+        "Results per item and method",
+        results,
+        columns,
+        notes,
+        csv_frame=results,
+        shared_notes=context_notes(results),
+    )

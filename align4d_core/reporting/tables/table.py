@@ -49,8 +49,13 @@ class Table:
     title: str
     frame: pd.DataFrame  # raw values; its columns include every Column.key
     columns: list[Column]
-    notes: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what only this table rests on
     csv_frame: pd.DataFrame | None = None  # what the CSV holds, when it has more than the display
+    shared_notes: list[str] = field(default_factory=list)  # what every table of the run rests on
+    # (backend, protocol, missing metrics): in each file of the table, once on a page of tables
+
+    def all_notes(self, shared: bool = True) -> list[str]:
+        return (self.shared_notes if shared else []) + self.notes
 
     def cell(self, column: Column, value, kind: str) -> str:
         if is_missing(value):
@@ -71,7 +76,7 @@ class Table:
         frame.to_csv(buffer, index=False, float_format="%.10g")
         return buffer.getvalue()
 
-    def to_markdown(self, level: int = 2) -> str:
+    def to_markdown(self, level: int = 2, shared: bool = True) -> str:
         headers = [c.header("markdown") for c in self.columns]
         body = pd.DataFrame(self.cells("markdown"), columns=headers)
         lines = [f"{'#' * level} {markdown_escape(self.title)}", ""]
@@ -80,7 +85,7 @@ class Table:
             lines.append(body.to_markdown(index=False, disable_numparse=True, colalign=align))
         else:
             lines.append("(no rows)")
-        lines += [""] + [f"- {markdown_escape(note)}" for note in self.notes]
+        lines += [""] + [f"- {markdown_escape(note)}" for note in self.all_notes(shared)]
         return "\n".join(lines).rstrip() + "\n"
 
     def to_latex(self) -> str:
@@ -91,7 +96,7 @@ class Table:
         tabular = body.style.hide(axis="index").to_latex(hrules=True, column_format=align)
         if not len(self.frame):
             tabular = tabular.replace("\\midrule\n" + " & " * (len(headers) - 1) + " \\\\\n", "\\midrule\n")
-        notes = "".join(f"{latex_escape(note)}\\\\\n" for note in self.notes)
+        notes = "".join(f"{latex_escape(note)}\\\\\n" for note in self.all_notes())
         return (
             "% written by align4d; needs \\usepackage{booktabs}\n"
             "\\begin{table}[t]\n\\centering\n"
@@ -99,7 +104,7 @@ class Table:
             f"{tabular}" + (f"\\par\\smallskip\n{{\\footnotesize\n{notes}}}\n" if notes else "") + "\\end{table}\n"
         )
 
-    def to_html(self) -> str:
+    def to_html(self, shared: bool = True) -> str:
         """A ``<table>`` with its title as caption, then its notes; every data string escaped."""
         head = "".join(f"<th>{h}</th>" for h in (c.header("html") for c in self.columns))
         rows = []
@@ -111,7 +116,7 @@ class Table:
             rows.append(f"<tr>{tds}</tr>")
         if not rows:
             rows.append(f'<tr><td colspan="{len(self.columns)}" class="missing">no rows</td></tr>')
-        notes = "".join(f"<li>{html.escape(note)}</li>" for note in self.notes)
+        notes = "".join(f"<li>{html.escape(note)}</li>" for note in self.all_notes(shared))
         return (
             f'<table id="table-{html.escape(self.name)}" data-table="{html.escape(self.name)}">'
             f"<caption>{html.escape(self.title)}</caption><thead><tr>{head}</tr></thead>"
