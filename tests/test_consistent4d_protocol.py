@@ -128,7 +128,7 @@ def test_psnr_and_ssim_are_the_scripts_arithmetic(tmp_path, case):
     assert ours["protocol"] == "consistent4d" and ours["size"] == 512 and ours["frames"] == 2
     reference = script_scores(pred, gt, views=4, frames=2, rgba=spec["rgba"])
     assert abs(ours["psnr"] - reference["psnr"]) <= 0.01, (ours["psnr"], reference["psnr"])
-    assert abs(ours["ssim"] - reference["ssim"]) <= 0.001, (ours["ssim"], reference["ssim"])
+    assert abs(ours["ssim"] - reference["ssim"]) <= 1e-4, (ours["ssim"], reference["ssim"])  # goal 0.001
 
 
 def test_the_clean_protocol_differs_where_the_data_range_is_partial(tmp_path):

@@ -14,7 +14,8 @@ and what this module does the same way:
   0–255. PSNR is torchmetrics' with the data range of that era, ``target.max() − target.min()`` of
   the frame, so 10·log10(range² / MSE); SSIM is torchmetrics' (Gaussian window 11, σ 1.5, k1 0.01,
   k2 0.03, the map's 5-pixel border left out as torchmetrics < 1.5 did) with the data range
-  ``max(range(pred), range(target))`` of the frame. LPIPS(VGG) gets ``x / 127.5 − 1`` of the same
+  ``max(range(pred), range(target))`` of the frame, computed here in float64 (:func:`ssim`).
+  ``scripts/check_consistent4d.py`` runs the script's steps with torchmetrics 1.2.0 beside ours. LPIPS(VGG) gets ``x / 127.5 − 1`` of the same
   tensors; CLIP gets ``CLIPImageProcessor`` on the resized PIL image.
 * **FVD input** (``compute_fvd.py``): each native-size frame ``convert('RGB')`` (RGBA read as
   above), each channel resized to 224×224 as a 32-bit float image (PIL mode ``F``, ``resample=3``:
@@ -31,16 +32,16 @@ from __future__ import annotations
 import numpy as np
 import torch
 from PIL import Image
+from scipy import ndimage
 from torch import Tensor
-from torchmetrics.functional.image import structural_similarity_index_measure
 
 from align4d_core.io.media import open_image
 
 RESAMPLE = Image.Resampling.BICUBIC
 """``Image.resize``'s default filter for RGB images (Pillow ≥ 7), which the script relies on."""
 
-SSIM_PAD = 5
-"""Half of torchmetrics' Gaussian window (11 taps for σ 1.5): the border its SSIM left out until 1.5."""
+SSIM_WINDOW, SSIM_SIGMA = 11, 1.5
+"""torchmetrics' SSIM defaults (``kernel_size=11``, ``sigma=1.5``), which the script keeps."""
 
 FVD_SIZE = 224
 """compute_fvd.py's ``output_size``."""
@@ -83,23 +84,45 @@ def psnr(pred: Tensor, target: Tensor) -> Tensor:
 def ssim(pred: Tensor, target: Tensor) -> Tensor:
     """SSIM per frame of ``(T, H, W, 3)`` 0–255 frames, each with its own data range (see module).
 
-    torchmetrics takes one data range for a whole batch, so frames are scored in groups of equal
-    range (usually all of them: renders span 0–255). The map is averaged over the pixels whose 11×11
-    window lies inside the image, as torchmetrics did until 1.5 (its PR #2721, September 2024, since
-    averages the whole reflect-padded map): about 0.001 SSIM apart on a 512 px frame.
+    torchmetrics of the script's time (1.2) reflect-padded the image by 5, filtered it with the
+    11-tap Gaussian and averaged the SSIM map without that 5-pixel border: exactly the pixels whose
+    window lies inside the image, so the padding never counts and a 'valid' filtering of the image
+    itself gives the same map. Since 1.5 (its PR #2721, September 2024) torchmetrics averages the
+    whole padded map, about 0.001 apart at 512 px, so we do not call it.
+
+    In float64, one frame at a time: in float32 the windowed variance of a flat 0–255 region (a
+    white background) is rounding noise around 0 of either sign, and later torchmetrics clamps it at
+    0, which biased SSIM by 0.00025 on frames a third white. SciPy's separable filtering in float64
+    costs less than torchmetrics' float32 ``conv2d`` on a CPU (torch's float64 one is ~20× slower).
     """
-    p = pred.permute(0, 3, 1, 2).float()
-    t = target.permute(0, 3, 1, 2).float()
-    span = lambda x: x.flatten(1).max(dim=1).values - x.flatten(1).min(dim=1).values  # noqa: E731
-    ranges = torch.maximum(span(p), span(t))
-    out = torch.empty(len(p), dtype=torch.float64)
-    for value in torch.unique(ranges):
-        index = torch.nonzero(ranges == value).flatten()
-        _, full = structural_similarity_index_measure(
-            p[index], t[index], data_range=float(value), reduction="none", return_full_image=True
-        )
-        out[index] = full[..., SSIM_PAD:-SSIM_PAD, SSIM_PAD:-SSIM_PAD].double().flatten(1).mean(dim=1)
+    window = _gaussian_window()
+    k1, k2 = 0.01, 0.03
+    out = torch.empty(len(pred), dtype=torch.float64)
+    for i in range(len(pred)):
+        x = pred[i].double().numpy()
+        y = target[i].double().numpy()
+        data_range = max(float(x.max() - x.min()), float(y.max() - y.min()))
+        c1, c2 = (k1 * data_range) ** 2, (k2 * data_range) ** 2
+        mx, my, xx, yy, xy = _filter_valid(np.stack([x, y, x * x, y * y, x * y]), window)
+        sxx, syy, sxy = xx - mx * mx, yy - my * my, xy - mx * my
+        ssim_map = ((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx * mx + my * my + c1) * (sxx + syy + c2))
+        out[i] = float(ssim_map.mean())
     return out
+
+
+def _gaussian_window() -> np.ndarray:
+    """torchmetrics' SSIM window: 11 taps, σ 1.5, normalised to sum 1 (its ``_gaussian``)."""
+    half = (SSIM_WINDOW - 1) / 2
+    gauss = np.exp(-0.5 * (np.arange(-half, half + 1) / SSIM_SIGMA) ** 2)
+    return gauss / gauss.sum()
+
+
+def _filter_valid(images: np.ndarray, window: np.ndarray) -> np.ndarray:
+    """``(..., H, W, C)`` filtered separably along H and W, kept where the window fits whole."""
+    rows = ndimage.correlate1d(images, window, axis=-2, mode="reflect")
+    both = ndimage.correlate1d(rows, window, axis=-3, mode="reflect")
+    half = len(window) // 2
+    return both[..., half:-half, half:-half, :]
 
 
 def fvd_video(images: list[Image.Image]) -> Tensor:
