@@ -15,6 +15,8 @@ Commands:
   dataset-wide benchmark (flow ``align4d``) in this process, with Prefect's ephemeral API.
 * ``align4d tables RUN_URI``: rebuild a run's tables (CSV, Markdown, LaTeX), figures and
   ``report.html`` from its row files.
+* ``align4d view PATH [--no-open] [--max-gaussians N] [--rewrite]``: the interactive 4D viewer
+  (``viewer.html``) of a generated object folder, or of every item of a run, and open it.
 
 Exit codes: 0 success; 1 ``validate`` found invalid items (each problem printed as
 ``item 'x' field 'y' (uri): reason``); 2 bad input (a missing folder, an unusable location, a bad
@@ -478,6 +480,58 @@ def tables(
         f"tables: {escape(storage.join(run_uri, 'tables'))} ({len(published.tables)} tables as CSV, Markdown, "
         f"LaTeX); report: {escape(published.uris['report'])}"
     )
+
+
+@app.command()
+@_clean_errors
+def view(
+    path: Annotated[str, typer.Argument(metavar="PATH", help="A 4D object folder (align4d generate) or a run folder.")],
+    open_page: Annotated[bool, typer.Option("--open/--no-open", help="Open the page in the browser.")] = True,
+    max_gaussians: Annotated[
+        int, typer.Option(min=1, help="Gaussians a page holds at most; larger objects show their most prominent.")
+    ] = 200_000,
+    rewrite: Annotated[bool, typer.Option(help="Rewrite pages a run's items already have.")] = False,
+) -> None:
+    """Write viewer.html (orbit, zoom, pan, time slider, the input video beside it) and open it."""
+    import webbrowser
+
+    from align4d_core.io import storage
+    from align4d_core.pipeline.viewer import VIEWER, check_object_folder, write_viewer_of
+
+    is_run = storage.exists(storage.join(path, "run.json")) or storage.isdir(storage.join(path, "items"))
+    if not is_run:
+        check_object_folder(path)
+        pages = [write_viewer_of(path, max_gaussians=max_gaussians)]
+    else:
+        pages = []
+        items = storage.join(path, "items")
+        folders = [
+            storage.join(items, item, method)
+            for item in (storage.listdir(items) if storage.isdir(items) else [])
+            for method in storage.listdir(storage.join(items, item))
+            if storage.exists(storage.join(items, item, method, "object", "deformation.safetensors"))
+        ]
+        if not folders:
+            raise InputError("the run has no finished 4D object yet (items/<id>/<method>/object/)", uri=path)
+        for folder in folders:
+            if rewrite or not storage.exists(storage.join(folder, VIEWER)):
+                pages.append(write_viewer_of(folder, max_gaussians=max_gaussians))
+        from align4d_core.reporting.publish import publish_run
+
+        report = publish_run(path).uris["report"]  # links every item's page
+    for page in pages:
+        shown = (
+            f"{page['gaussians']:,} of {page['total']:,}" if page["gaussians"] < page["total"] else f"{page['total']:,}"
+        )
+        out.print(f"{escape(page['uri'])}: {shown} Gaussians, {page['frames']} frames, {page['bytes'] / 2**20:.1f} MiB")
+    first = report if is_run else pages[0]["uri"]
+    if is_run:
+        out.print(f"report with a viewer link per item: {escape(report)}")
+    if open_page and "://" not in first.replace("file://", ""):
+        local = first.removeprefix("file://")
+        import pathlib
+
+        webbrowser.open(pathlib.Path(local).resolve().as_uri())
 
 
 prior_app = typer.Typer(

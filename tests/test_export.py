@@ -7,6 +7,7 @@ from align4d_core.config import EVAL_AZIMUTHS, DeformationConfig, ExportConfig
 from align4d_core.io import storage
 from align4d_core.io.media import list_frames, read_image, read_video
 from align4d_core.io.ply import read_gaussians_ply
+from align4d_core.io.splat import importance_order, read_splat
 from align4d_core.pipeline.export import ARTIFACTS, export_object, write_eval_views, write_frame_plys
 from align4d_core.scene.cameras import orbit_cameras
 from align4d_core.scene.deformation import DeformationField, deform, load_deformation, read_deformation_metadata
@@ -86,6 +87,7 @@ def test_export_writes_every_artifact_of_the_object_folder(out_root):
     assert all(storage.exists(uri) for uri in uris.values())
     assert [s[0] for s in steps] == [
         "canonical",
+        "canonical_splat",
         "deformation",
         "frames",
         "turntable",
@@ -94,21 +96,34 @@ def test_export_writes_every_artifact_of_the_object_folder(out_root):
         "eval_1",
         "eval_2",
         "eval_3",
+        "viewer",
     ]
-    assert [s[1] for s in steps] == list(range(1, 10)) and {s[2] for s in steps} == {9}
+    assert [s[1] for s in steps] == list(range(1, 12)) and {s[2] for s in steps} == {11}
 
     # the 3D files
     back = read_gaussians_ply(storage.join(out_root, "object/canonical.ply"))
     assert all(torch.equal(getattr(back, k), v) for k, v in canonical.tensors().items())
     with torch.no_grad():
         frames = deform(canonical, field, torch.arange(N_FRAMES), N_FRAMES)
-    assert storage.listdir(uris["frames"]) == [f"{t}.ply" for t in range(N_FRAMES)]
+    assert sorted(storage.listdir(uris["frames"])) == sorted(
+        f"{t}.{suffix}" for t in range(N_FRAMES) for suffix in ("ply", "splat")
+    )
     for t in range(N_FRAMES):
         frame = read_gaussians_ply(storage.join(out_root, f"object/frames/{t}.ply"))
         assert all(torch.equal(getattr(frame, k), v[t]) for k, v in frames.tensors().items()), t
+        splat = read_splat(storage.join(out_root, f"object/frames/{t}.splat"))  # positions exact, reordered
+        order = importance_order(frame)
+        assert torch.equal(splat.means, frame.means[order])
+    assert torch.equal(read_splat(uris["canonical_splat"]).means, canonical.means[importance_order(canonical)])
     assert not torch.equal(frames.means[1], canonical.means)  # the field really moves the object
     assert isinstance(load_deformation(uris["deformation"]), DeformationField)
-    assert read_deformation_metadata(uris["deformation"]) == {"distance": DISTANCE, "fovy_deg": FOVY, "item": "x"}
+    assert read_deformation_metadata(uris["deformation"]) == {
+        "distance": DISTANCE,
+        "fovy_deg": FOVY,
+        "fps": CONFIG.fps,
+        "item": "x",
+    }
+    assert b"align4d-canvas" in storage.read_bytes(uris["viewer"])  # the page (tests/test_viewer.py opens it)
 
     # the videos
     turntable = read_video(storage.join(out_root, "videos/turntable.mp4"))
@@ -165,9 +180,11 @@ def test_eval_size_comes_from_the_config_first(memory_root):
 def test_frame_files_of_an_earlier_longer_export_are_removed(memory_root):
     canonical, field = tiny_object(moving=False)
     storage.write_bytes(storage.join(memory_root, "7.ply"), b"stale")
+    storage.write_bytes(storage.join(memory_root, "7.splat"), b"stale")
     storage.write_bytes(storage.join(memory_root, "notes.txt"), b"kept")
     write_frame_plys(memory_root, canonical, field, N_FRAMES, sh_degree=0)
-    assert storage.listdir(memory_root) == ["0.ply", "1.ply", "2.ply", "notes.txt"]
+    frames = [f"{t}.{suffix}" for t in range(N_FRAMES) for suffix in ("ply", "splat")]
+    assert sorted(storage.listdir(memory_root)) == sorted(frames + ["notes.txt"])
 
 
 def test_video_with_the_wrong_frame_count_is_refused(memory_root):

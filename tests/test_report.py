@@ -13,15 +13,14 @@ import shutil
 import time
 from pathlib import Path
 
+import browser as browser_module
 import pytest
 from run_fixture import FAILED_MESSAGE, ITEMS, VALUES, write_run
 
 from align4d_core.io import storage
 from align4d_core.reporting.publish import publish_run
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
-ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+ARTIFACTS = browser_module.ARTIFACTS
 
 COMPLETED = len(VALUES)  # (item, method) runs that finished, each with two videos and a loss figure
 SEARCHED = sum(1 for (_, m) in VALUES if m != "no-oda")  # runs whose search swept the distances
@@ -30,30 +29,7 @@ FIGURES = 2 + SEARCHED + COMPLETED + len(ITEMS)  # run-level ODA + AO/JO, per-ru
 
 @pytest.fixture(scope="module")
 def browser():
-    missing = [path for path in (CHROMIUM, CHROMEDRIVER) if not Path(path).exists()]
-    if missing:
-        pytest.fail(
-            f"{', '.join(missing)} missing: the report test needs Debian's Chromium; install it with "
-            "`apt-get install -y chromium chromium-driver` (.ci/run does this)",
-            pytrace=False,
-        )
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for argument in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--window-size=1280,2400",
-        "--mute-audio",
-    ):
-        options.add_argument(argument)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    driver.set_page_load_timeout(60)
+    driver = browser_module.chromium("--disable-gpu")
     yield driver
     driver.quit()
 

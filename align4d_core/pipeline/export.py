@@ -3,12 +3,15 @@
     object/canonical.ply                 the canonical Gaussians (standard 3DGS layout)
     object/deformation.safetensors       the deformation field (see align4d_core.scene.deformation)
     object/frames/<t>.ply                the deformed Gaussians of frame t = 0..T-1
+    object/canonical.splat, frames/<t>.splat   the same in the compact web .splat layout (io/splat.py)
+    object/animated.glb                  a mesh input moved by the field: glTF morph targets (render stage)
     videos/turntable.mp4                 a 360° orbit while the object animates
     videos/front_vs_input.mp4            input frame | front render, side by side
     eval/eval_<k>/<t>.png                Consistent4D test views (what `align4d evaluate --pred` reads)
+    viewer.html                          the interactive 4D viewer, one self-contained page (pipeline/viewer.py)
 
-Per-frame ``.ply`` files let a splat viewer (or a user without align4d) play the motion without the
-field. Cameras follow DESIGN.md §4: the front view is azimuth 0, elevation 0, at the distance the
+Per-frame ``.ply`` and ``.splat`` files let a splat viewer (or a user without align4d) play the
+motion without the field. Cameras follow DESIGN.md §4: the front view is azimuth 0, elevation 0, at the distance the
 object was fitted at (VAOD, or the fixed distance under ``oda=False``). The turntable and the front
 render use the input video's image size and field of view, so that the turntable's first view is the
 input camera's; the evaluation views use ``eval_size`` (§7).
@@ -29,6 +32,8 @@ from align4d_core.config import EVAL_AZIMUTHS, ExportConfig
 from align4d_core.io import storage
 from align4d_core.io.media import write_frames, write_video
 from align4d_core.io.ply import write_gaussians_ply
+from align4d_core.io.splat import write_splat
+from align4d_core.pipeline.viewer import VIEWER, write_viewer
 from align4d_core.scene.cameras import FOVY_DEG, orbit_cameras
 from align4d_core.scene.deformation import DeformationField, deform, save_deformation
 from align4d_core.scene.gaussians import Gaussians
@@ -51,11 +56,13 @@ ProgressCallback = Callable[[str, int, int], None]
 
 ARTIFACTS = {
     "canonical": "object/canonical.ply",
+    "canonical_splat": "object/canonical.splat",
     "deformation": "object/deformation.safetensors",
     "frames": "object/frames",
     "turntable": "videos/turntable.mp4",
     "front_vs_input": "videos/front_vs_input.mp4",
     "eval": "eval",
+    "viewer": VIEWER,
 }
 """Artifact name -> path inside the object folder (DESIGN.md §9)."""
 
@@ -111,17 +118,21 @@ def write_frame_plys(
     sh_degree: int = 3,
     batch: int = DEFAULT_BATCH,
 ) -> list[str]:
-    """``<t>.ply`` for every frame; frame files left from an earlier, longer export are removed."""
+    """``<t>.ply`` and ``<t>.splat`` for every frame; returns the PLYs' URIs. Frame files left from an
+    earlier, longer export are removed."""
     uris = []
     with torch.no_grad():
         for start in range(0, n_frames, batch):
             frames = deform(canonical, field, torch.arange(start, min(start + batch, n_frames)), n_frames)
             for offset in range(frames.means.shape[0]):
+                frame = frames.map(lambda t, k=offset: t[k])
                 uris.append(storage.join(folder_uri, f"{start + offset}.ply"))
-                write_gaussians_ply(uris[-1], frames.map(lambda t, k=offset: t[k]), sh_degree=sh_degree)
-    keep = {f"{t}.ply" for t in range(n_frames)}
+                write_gaussians_ply(uris[-1], frame, sh_degree=sh_degree)
+                write_splat(storage.join(folder_uri, f"{start + offset}.splat"), frame)
+    keep = {f"{t}{suffix}" for t in range(n_frames) for suffix in (".ply", ".splat")}
     for name in storage.listdir(folder_uri):
-        if name not in keep and name.endswith(".ply") and name[:-4].isdigit():
+        stem, _, suffix = name.rpartition(".")
+        if name not in keep and suffix in ("ply", "splat") and stem.isdigit():
             storage.remove(storage.join(folder_uri, name))
     return uris
 
@@ -264,7 +275,9 @@ def export_object(
 
     write_gaussians_ply(uris["canonical"], canonical, sh_degree=config.ply_sh_degree)
     step("canonical")
-    viewing = {"distance": float(distance), "fovy_deg": float(fovy_deg)}
+    write_splat(uris["canonical_splat"], canonical)
+    step("canonical_splat")
+    viewing = {"distance": float(distance), "fovy_deg": float(fovy_deg), "fps": float(config.fps)}
     save_deformation(uris["deformation"], field, {**viewing, **(metadata or {})})
     step("deformation")
     write_frame_plys(uris["frames"], canonical, field, n_frames, sh_degree=config.ply_sh_degree, batch=batch)
@@ -304,4 +317,16 @@ def export_object(
         batch=batch,
         progress=lambda name, _k, _n: step(name),
     )
+    write_viewer(
+        uris["viewer"],
+        canonical,
+        field,
+        n_frames,
+        distance=distance,
+        fovy_deg=fovy_deg,
+        fps=config.fps,
+        input_frames=video_frames,
+        title=metadata.get("item", "4D object") if metadata else "4D object",
+    )
+    step("viewer")
     return uris

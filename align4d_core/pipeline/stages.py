@@ -22,10 +22,12 @@ from align4d_core.io.manifest import Item
 from align4d_core.io.markers import STAGES, code_hash, run_stage, stage_marker, stage_records
 from align4d_core.io.media import list_frames, read_image, read_video
 from align4d_core.io.ply import read_gaussians_ply, write_gaussians_ply
+from align4d_core.io.splat import write_splat
 from align4d_core.method.oda import SearchResult, search
 from align4d_core.method.optimize import Pair, ProgressCallback, optimize
 from align4d_core.metrics import evaluate_views
 from align4d_core.metrics.reference import FeatureCache
+from align4d_core.pipeline.animated_mesh import ANIMATED_MESH, GAUSSIANS_INPUT, mesh_input, write_animated_glb
 from align4d_core.pipeline.devices import guidance_for
 from align4d_core.pipeline.export import (
     ARTIFACTS,
@@ -37,12 +39,13 @@ from align4d_core.pipeline.export import (
 from align4d_core.pipeline.pair import load_pair
 from align4d_core.pipeline.plots import plot_losses, plot_search
 from align4d_core.pipeline.runs import gt_features_folder
+from align4d_core.pipeline.viewer import write_viewer
 from align4d_core.scene.deformation import load_deformation, save_deformation
 
 STAGE_CODE: dict[str, tuple[str, ...]] = {
     "search": ("align4d_core.method.oda", "align4d_core.pipeline.pair", "align4d_core.pipeline.devices"),
     "optimize": ("align4d_core.method.optimize", "align4d_core.pipeline.pair", "align4d_core.pipeline.devices"),
-    "render": ("align4d_core.pipeline.export",),
+    "render": ("align4d_core.pipeline.export", "align4d_core.pipeline.animated_mesh"),
     "evaluate": ("align4d_core.metrics",),
 }
 """The modules whose code determines each stage's result (their imports follow): the code hash
@@ -149,7 +152,8 @@ def optimize_stage(
 
 
 def render_stage(item: Item, out: str, config: RunConfig, found: dict, eval_size: int | None = None) -> dict:
-    """Everything a person or a metric looks at: per-frame PLYs, the two videos, the eval views."""
+    """Everything a person or a metric looks at: per-frame PLYs and splats, the two videos, the eval views,
+    the viewer, and for a mesh input the animated mesh."""
 
     def body() -> dict:
         canonical = read_gaussians_ply(storage.join(out, ARTIFACTS["canonical"]))
@@ -159,6 +163,7 @@ def render_stage(item: Item, out: str, config: RunConfig, found: dict, eval_size
         distance, fovy = found["vaod"], config.fovy_deg
         size = config.export.eval_size or eval_size or _ground_truth_size(item.eval) or 512
         uri = functools.partial(storage.join, out)
+        write_splat(uri(ARTIFACTS["canonical_splat"]), canonical)
         write_frame_plys(uri(ARTIFACTS["frames"]), canonical, field, n, sh_degree=config.export.ply_sh_degree)
         write_turntable(
             uri(ARTIFACTS["turntable"]),
@@ -181,9 +186,32 @@ def render_stage(item: Item, out: str, config: RunConfig, found: dict, eval_size
             fovy_deg=fovy,
         )
         write_eval_views(uri(ARTIFACTS["eval"]), canonical, field, n, distance=distance, size=size, fovy_deg=fovy)
-        return {name: uri(path) for name, path in ARTIFACTS.items()} | {"eval_size": size}
+        viewer = write_viewer(
+            uri(ARTIFACTS["viewer"]),
+            canonical,
+            field,
+            n,
+            distance=distance,
+            fovy_deg=fovy,
+            fps=config.export.fps,
+            input_frames=frames,
+            title=f"{item.id} · {out.rstrip('/').rsplit('/', 1)[-1]}",  # the item and its method folder
+        )
+        uris = {name: uri(path) for name, path in ARTIFACTS.items()}
+        uris |= _animated_mesh(item, uri(ANIMATED_MESH), field, n, config.export.fps)
+        return uris | {"eval_size": size, "viewer_bytes": viewer["bytes"], "viewer_gaussians": viewer["gaussians"]}
 
     return _run("render", out, config, item, body)
+
+
+def _animated_mesh(item: Item, uri: str, field, n_frames: int, fps: float) -> dict:
+    """``object/animated.glb`` when the 3D input is a mesh; for Gaussians, the reason there is none."""
+    if not mesh_input(item.object):
+        if storage.exists(uri):  # from an earlier run of this folder on a mesh input
+            storage.remove(uri)
+        return {"animated_mesh": None, "animated_mesh_note": GAUSSIANS_INPUT}
+    written = write_animated_glb(uri, item.object, field, n_frames, fps)
+    return {"animated_mesh": uri, "animated_mesh_vertices": written["vertices"]}
 
 
 def _ground_truth_size(folder: str | None) -> int | None:

@@ -81,6 +81,7 @@ def _item_run(run_root: str, row: pd.Series, max_embed_bytes: int) -> dict:
         "videos": [],
         "figures": [],
         "error": str(row.get("error") or "no error recorded"),
+        "viewer": None,
     }
     folder = item_dir(run_root, item, method)
     if folder is not None and run["ok"]:
@@ -90,6 +91,8 @@ def _item_run(run_root: str, row: pd.Series, max_embed_bytes: int) -> dict:
         run["videos"] = [v for v in videos if v is not None]
         figures = [_figure(storage.join(folder, path), caption) for path, caption in ITEM_PLOTS]
         run["figures"] = [f for f in figures if f is not None]
+        if storage.exists(storage.join(folder, ARTIFACTS["viewer"])):  # relative: opens beside the run folder
+            run["viewer"] = f"{prefix}/{ARTIFACTS['viewer']}"
     return run
 
 
