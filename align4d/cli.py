@@ -28,7 +28,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 from rich.console import Console
@@ -39,6 +39,9 @@ from rich.table import Table
 from align4d_core.config import SampleConfig
 from align4d_core.errors import InputError
 from align4d_core.runtime import tune_allocator
+
+if TYPE_CHECKING:
+    from align4d_core.pipeline.runs import RunProgress
 
 __all__ = ["app", "main"]
 
@@ -402,7 +405,7 @@ def run(
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     from align4d_core.config import PRESETS
     from align4d_core.io import storage
-    from align4d_core.pipeline.runs import RunSpec, ensure_dataset, item_folder, select_items
+    from align4d_core.pipeline.runs import RunSpec, ensure_dataset, select_items, watch_progress
 
     chosen = tuple(m.strip() for m in methods.split(",") if m.strip())
     unknown = [m for m in chosen if m not in PRESETS]
@@ -421,16 +424,11 @@ def run(
     from flows.align4d import align4d
 
     finished = threading.Event()
-    with _progress() as progress:
+    with _progress() as progress, watch_progress(spec.root) as ended:
         task = progress.add_task("starting Prefect", total=total)
 
         def count() -> None:
-            done = sum(
-                storage.exists(storage.join(item_folder(spec.root, i, m), "row.json"))
-                for i in storage.listdir(storage.join(spec.root, "items"))
-                for m in chosen
-            )
-            progress.update(task, completed=done, description="item runs")
+            progress.update(task, completed=poll_progress(ended), description="item runs")
 
         def watch() -> None:
             while not finished.wait(2.0):
@@ -461,6 +459,16 @@ def run(
     if not state.is_completed():
         out.print(f"[red]{escape(state.message or 'the run failed')}[/]")
         raise typer.Exit(code=1)
+
+
+def poll_progress(progress: RunProgress) -> int:
+    """How many item runs of the run ``progress`` follows have ended: one poll of ``align4d run``'s display.
+
+    It reads the counter the flow updates in this process and makes no storage request: listing the
+    run folder instead cost one request or two per item folder and poll on S3 (issue 15; see
+    :class:`~align4d_core.pipeline.runs.RunProgress` for why the counter is exact here).
+    """
+    return progress.count
 
 
 @app.command()

@@ -18,7 +18,15 @@ from prefect.states import Completed, Failed
 from prefect.utilities.asyncutils import run_coro_as_sync
 
 from align4d_core.io import storage
-from align4d_core.pipeline.runs import RunSpec, ensure_dataset, error_item_id, item_folder, select_items, write_run_json
+from align4d_core.pipeline.runs import (
+    RunSpec,
+    ensure_dataset,
+    error_item_id,
+    item_folder,
+    item_run_ended,
+    select_items,
+    write_run_json,
+)
 from flows.item import align4d_item, failed_row
 from tasks import aggregate
 
@@ -76,7 +84,9 @@ def _row(item_id: str, method: str, spec: RunSpec, state_message: str | None) ->
 
 def _inline(dataset: str, item, method: str, spec: RunSpec) -> dict:
     state = align4d_item(dataset, item.to_json(), method, spec.root, spec.settings, return_state=True)
-    return _row(item.id, method, spec, None if state.is_completed() else state.message)
+    row = _row(item.id, method, spec, None if state.is_completed() else state.message)
+    item_run_ended(spec.root, item.id, method)  # `align4d run`'s display counts it, without listing storage
+    return row
 
 
 def _deployed(dataset: str, jobs: list, spec: RunSpec, deployment: str) -> list[dict]:

@@ -7,7 +7,10 @@ A dataset is a folder or prefix with ``manifest.jsonl``, one item per line::
 ``source`` says which modality the item starts from and so which field it must give (text ->
 ``prompt``, image -> ``image``, video -> ``video``, 3d -> ``object``); the pair generation stage
 produces the others inside the run, never inside the dataset. Paths are relative to the dataset
-root and may not leave it.
+root and may not leave it: not with ``..``, and on a local disk not through a symlink either
+(``items/x -> /etc`` in a dataset from elsewhere would otherwise make a run read, and copy into its
+renders and pages, files the dataset's author pointed at). A symlink to another place inside the
+dataset is fine; object stores have no symlinks.
 
 Reading is strict on purpose: in a 500-item benchmark a typo (``"vidoe"``), a duplicate id or a
 path outside the dataset must stop the run with a message that names the line, the item and the
@@ -21,6 +24,7 @@ reading and validating their content is the job of the readers (media, ply, mesh
 from __future__ import annotations
 
 import json
+import os
 import posixpath
 import re
 from collections.abc import Iterable
@@ -169,7 +173,7 @@ class Item:
             raise InputError(f"source {self.source!r} needs a non-empty {required!r}", item=self.id, field=required)
         for name in PATH_FIELDS:
             if getattr(self, name) is not None:
-                item_uri(".", self, name)  # refuses escapes; the root itself does not matter here
+                _lexical_uri(".", self, name)  # refuses ``..`` escapes; symlinks need the real root
 
 
 def _hash_fields(item: Item, names: tuple[str, ...]) -> dict[str, str]:
@@ -189,9 +193,10 @@ def _hash_fields(item: Item, names: tuple[str, ...]) -> dict[str, str]:
 def parse_manifest(root: str) -> tuple[list[Item], list[InputError]]:
     """The usable items of ``<root>/manifest.jsonl`` and one error per unusable line.
 
-    A line that is not JSON, not a valid item, or repeats an id is reported (with its line number)
-    and skipped; blank lines are ignored. An empty manifest is one error. A missing or unreadable
-    manifest raises :class:`InputError`.
+    A line that is not JSON, not a valid item (a path out of the root included, by ``..`` or, on a
+    local disk, through a symlink), or repeats an id is reported (with its line number) and skipped;
+    blank lines are ignored. An empty manifest is one error. A missing or unreadable manifest raises
+    :class:`InputError`.
     """
     uri = storage.join(root, MANIFEST_NAME)
     items: list[Item] = []
@@ -202,6 +207,9 @@ def parse_manifest(root: str) -> tuple[list[Item], list[InputError]]:
             continue
         try:
             item = Item.from_json(json.loads(line))
+            for name in PATH_FIELDS:  # a local symlink out of the root is refused like ``..``
+                if getattr(item, name) is not None:
+                    item_uri(root, item, name)
         except json.JSONDecodeError as exc:
             errors.append(InputError(f"line {number}: not valid JSON ({exc.msg})", uri=uri))
             continue
@@ -250,7 +258,22 @@ def write_manifest(root: str, items: Iterable[Item]) -> str:
 
 
 def item_uri(root: str, item: Item, field: str) -> str:
-    """The URI of one path field of ``item`` under the dataset ``root``, refusing escapes."""
+    """The URI of one path field of ``item`` under the dataset ``root``, refusing escapes.
+
+    ``..`` that climbs out is refused by its spelling; on a local disk the path is also resolved
+    (:func:`os.path.realpath`) and refused when it, or anything inside the folder it names, lands
+    outside the dataset's own real path through a symlink. Every reader of an item's files gets its
+    URI here, so no stage can read, and copy into a run, a file outside the dataset.
+    """
+    uri = _lexical_uri(root, item, field)
+    try:
+        _refuse_escaping_links(root, uri, getattr(item, field))
+    except InputError as exc:
+        raise exc.within(item=item.id, field=field) from None
+    return uri
+
+
+def _lexical_uri(root: str, item: Item, field: str) -> str:
     if field not in PATH_FIELDS:
         raise ValueError(f"{field!r} is not a path field; path fields are {PATH_FIELDS}")
     relative = getattr(item, field)
@@ -260,6 +283,44 @@ def item_uri(root: str, item: Item, field: str) -> str:
         return storage.safe_child(root, relative)
     except InputError as exc:
         raise exc.within(item=item.id, field=field) from None
+
+
+def _refuse_escaping_links(root: str, uri: str, relative: str) -> None:
+    """InputError naming the dataset-relative path when ``uri`` (a local path under ``root``), or a
+    file or folder inside it, resolves outside ``root``'s real path through a symlink.
+
+    A folder field (PNG frames, eval views) is walked, because its readers open every file in it; a
+    symlinked folder inside the dataset is walked once (cycles end). Missing paths are not an error
+    here: the readers report them.
+    """
+    if not storage.is_local(root):
+        return  # object stores (s3://, memory://) have no symlinks
+    real_root = os.path.realpath(storage.filesystem(root)[1])
+
+    def inside(path: str, shown: str) -> str:
+        real = os.path.realpath(path)
+        if os.path.commonpath([real_root, real]) != real_root:
+            raise InputError(f"resolves outside the dataset root through a symlink (to {real})", uri=shown)
+        return real
+
+    top = inside(storage.filesystem(uri)[1], posixpath.normpath(relative))
+    pending = [(top, posixpath.normpath(relative))] if os.path.isdir(top) else []
+    seen = {top}
+    while pending:
+        folder, shown = pending.pop()
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue  # unreadable: its reader will say so
+        for entry in entries:
+            name = posixpath.join(shown, entry.name)
+            if entry.is_symlink():
+                real = inside(entry.path, name)
+                if os.path.isdir(real) and real not in seen:
+                    seen.add(real)
+                    pending.append((real, name))
+            elif entry.is_dir(follow_symlinks=False):
+                pending.append((entry.path, name))
 
 
 def check_files(root: str, item: Item) -> None:

@@ -10,6 +10,11 @@ Bad input (an empty prompt, an unreadable image, a video of fewer than 2 frames,
 an unknown format, missing weights) raises :class:`InputError` naming the item and the field,
 before anything is written. A failure while generating removes the folder, so no half-made pair is
 ever left beside a marker.
+
+The methods of an item share its pair and may reach it at once, on different workers: the generation
+holds a lease beside the folder (``.pair.lock``, :mod:`align4d_core.io.lease`), so exactly one worker
+generates; the others wait for its marker (at most :data:`PAIR_WAIT_S`) and reuse the pair. A worker
+killed while generating leaves a lease that is taken over once it is :data:`PAIR_LEASE_S` old.
 """
 
 from __future__ import annotations
@@ -20,14 +25,19 @@ import torch
 
 from align4d_core.config import PairsConfig, to_dict
 from align4d_core.errors import InputError
-from align4d_core.io import storage
+from align4d_core.io import lease, storage
 from align4d_core.io.hashing import hash_json
 from align4d_core.io.manifest import Item
-from align4d_core.io.markers import Outcome, code_hash, run_stage
-from align4d_core.pairs.route import load_inputs, make_pair
+from align4d_core.io.markers import Outcome, code_hash, is_done, run_stage
+from align4d_core.pairs.route import Loaded, load_inputs, make_pair
 from align4d_core.runtime import device_of
 
-__all__ = ["item_pair", "pairs_config_hash", "pairs_stage"]
+__all__ = ["PAIR_LEASE_S", "PAIR_WAIT_S", "item_pair", "pair_lock", "pairs_config_hash", "pairs_stage"]
+
+PAIR_LEASE_S = lease.LEASE_S
+"""A generating worker's lease outlives its last heartbeat by this (then another worker takes over)."""
+PAIR_WAIT_S = lease.WAIT_S
+"""How long a worker waits for another that is generating the same pair before it fails."""
 
 
 def pairs_config_hash(config: PairsConfig, device: torch.device, fovy_deg: float) -> str:
@@ -48,11 +58,14 @@ def pairs_stage(
     except InputError as exc:
         raise exc.within(item=item) from None
 
-    def body() -> Outcome:
+    def load() -> Loaded:
         try:
-            loaded = load_inputs(inputs, config)
+            return load_inputs(inputs, config)
         except InputError as exc:
             raise exc.within(item=item) from None
+
+    def body() -> Outcome:
+        loaded = checked if checked is not None else load()
         if storage.exists(out):  # an older pair (other settings or inputs): start clean
             storage.remove(out, recursive=True)
         try:
@@ -63,18 +76,29 @@ def pairs_stage(
         except BaseException:
             _discard(out)
             raise
+        if held is not None:
+            held.ensure()  # taken over while generating (we stalled past the lease): write no marker
         extra = {"uris": result.item.pair_files(), **result.record}
         return Outcome(extra, dict(result.record.get("seconds", {})))
 
-    extra = run_stage(
-        out,
-        "pairs",
-        config_hash=pairs_config_hash(config, device, fovy_deg),
-        inputs=hashes,
-        code=code_hash("align4d_core.pairs"),
-        body=body,
-    )
+    config_hash, code = pairs_config_hash(config, device, fovy_deg), code_hash("align4d_core.pairs")
+    done = lambda: is_done(out, config_hash=config_hash, input_hashes=hashes, code=code)
+    stage = lambda: run_stage(out, "pairs", config_hash=config_hash, inputs=hashes, code=code, body=body)
+    checked, held = None, None
+    if done():
+        extra = stage()
+    else:  # one worker generates; the others wait for its marker, then the marker path reuses its pair
+        checked = load()  # bad input fails here, before anything (the lease included) is written
+        with lease.exclusive(pair_lock(out), lease_s=PAIR_LEASE_S, wait_s=PAIR_WAIT_S, settle=done) as held:
+            extra = stage()
     return _recorded(extra, inputs, out)
+
+
+def pair_lock(out: str) -> str:
+    """The lease of the pair folder ``out``: ``.<name>.lock`` beside it (outside it, so that clearing
+    an older pair keeps it, and not a prefix of it on S3)."""
+    head, _, name = str(out).rstrip("/").rpartition("/")
+    return f"{head}/.{name}.lock" if head else f".{name}.lock"
 
 
 def item_pair(

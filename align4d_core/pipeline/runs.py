@@ -14,7 +14,10 @@ outside the run folder.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from align4d_core.config import SampleConfig
@@ -123,3 +126,69 @@ def write_run_json(spec: RunSpec, items: list[str]) -> None:
             "started_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         },
     )
+
+
+# --- progress of a run, in this process --------------------------------------------------------
+
+
+class RunProgress:
+    """The item runs of one run that have ended (completed or failed), as this process saw them end.
+
+    ``align4d run`` shows how many item runs have ended. Counting them in storage is one request per
+    item folder and poll (``items/`` listed, then a HEAD of each ``row.json`` and, on S3, a LIST
+    behind every HEAD that finds none: some 400 requests every 2 s for 200 running items); one
+    recursive listing instead would still grow with the run (a page per 1000 of its files). But
+    ``align4d run`` runs flow ``align4d`` in its own process (inline dispatch: every ``align4d-item``
+    subflow and its tasks run here), so the flow says when an item run ends
+    (:func:`item_run_ended`) and the display reads this counter: no request at all, whatever the
+    number of items. Runs dispatched to GPU workers are followed in Prefect's UI instead.
+    """
+
+    def __init__(self, run_root: str) -> None:
+        self.run_root = _run_key(run_root)
+        self._ended: set[tuple[str, str]] = set()
+        self._lock = threading.Lock()
+
+    def ended(self, item_id: str, method: str) -> None:
+        with self._lock:
+            self._ended.add((item_id, method))
+
+    @property
+    def count(self) -> int:
+        """How many (item, method) runs have ended; each counted once, also when run again."""
+        with self._lock:
+            return len(self._ended)
+
+
+_watching: dict[str, list[RunProgress]] = {}
+_watching_lock = threading.Lock()
+
+
+def _run_key(run_root: str) -> str:
+    return str(run_root).rstrip("/")
+
+
+@contextlib.contextmanager
+def watch_progress(run_root: str) -> Iterator[RunProgress]:
+    """A :class:`RunProgress` that :func:`item_run_ended` updates for the run at ``run_root`` while
+    the block runs (thread-safe: the flow reports from its own threads)."""
+    progress = RunProgress(run_root)
+    with _watching_lock:
+        _watching.setdefault(progress.run_root, []).append(progress)
+    try:
+        yield progress
+    finally:
+        with _watching_lock:
+            watchers = _watching[progress.run_root]
+            watchers.remove(progress)
+            if not watchers:
+                del _watching[progress.run_root]
+
+
+def item_run_ended(run_root: str, item_id: str, method: str) -> None:
+    """Tell whoever watches the run at ``run_root`` in this process that an item run ended (its row
+    is written); nothing when no one does (a worker process, a run without the CLI's display)."""
+    with _watching_lock:
+        watchers = list(_watching.get(_run_key(run_root), ()))
+    for progress in watchers:
+        progress.ended(item_id, method)
