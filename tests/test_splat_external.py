@@ -15,11 +15,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
+from test_splat import varied_gaussians
 
 from align4d_core.io.ply import write_gaussians_ply
 from align4d_core.io.splat import importance_order, read_splat, write_splat
-from align4d_core.scene.gaussians import SH_C0, Gaussians, rgb_to_sh0
+from align4d_core.scene.gaussians import SH_C0
 
 ROOT = Path(__file__).resolve().parents[1]
 TOOL = ROOT / "tools" / "splat-reader" / "node_modules" / ".bin" / "splat-transform"
@@ -61,19 +61,6 @@ def to_csv(tool: Path, source: Path) -> dict[str, np.ndarray]:
 
 def columns(table: dict[str, np.ndarray], *names: str) -> np.ndarray:
     return np.stack([table[name] for name in names], axis=-1)
-
-
-def varied_gaussians(n: int = 300, seed: int = 7) -> Gaussians:
-    """Distinct positions, colours partly outside [0, 1], opacities near 0 and 1, scales over 2 decades."""
-    gen = torch.Generator().manual_seed(seed)
-    uniform = lambda lo, hi, *shape: lo + (hi - lo) * torch.rand(*shape, generator=gen)  # noqa: E731
-    return Gaussians(
-        means=torch.randn(n, 3, generator=gen) * 2,
-        log_scales=uniform(-6.0, -1.0, n, 3),
-        quats=torch.randn(n, 4, generator=gen),
-        opacity_logits=torch.randn(n, generator=gen) * 4,
-        sh0=rgb_to_sh0(uniform(-0.2, 1.2, n, 3)),
-    )
 
 
 def test_the_tool_reads_our_ply_as_we_wrote_it(splat_transform, tmp_path):

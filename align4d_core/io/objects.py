@@ -13,7 +13,7 @@ from align4d_core.io.mesh import DEFAULT_N, MESH_EXTENSIONS, gaussians_from_mesh
 from align4d_core.io.ply import header_vertex_properties, missing_gaussian_properties, read_gaussians_ply
 from align4d_core.scene.gaussians import Gaussians
 
-__all__ = ["OBJECT_EXTENSIONS", "load_object"]
+__all__ = ["OBJECT_EXTENSIONS", "is_mesh", "load_object"]
 
 OBJECT_EXTENSIONS = tuple(sorted(set(MESH_EXTENSIONS) | {".ply"}))
 
@@ -25,7 +25,27 @@ def load_object(uri: str, *, n_from_mesh: int = DEFAULT_N, seed: int = 0) -> Gau
     Any problem with the file raises :class:`InputError` naming it and why.
     """
     uri = str(uri)
-    ext = posixpath.splitext(uri.rstrip("/"))[1].lower()
+    if is_mesh(uri):
+        try:
+            return gaussians_from_mesh(uri, n_from_mesh, seed=seed)
+        except InputError as exc:
+            properties = header_vertex_properties(uri) if _extension(uri) == ".ply" else None
+            if properties is None:  # not a PLY (header) at all: the mesh reader's reason stands
+                raise
+            missing = missing_gaussian_properties(properties)
+            raise InputError(
+                f"neither a 3D Gaussian Splatting PLY (lacks {', '.join(missing)}) nor a usable mesh: {exc.reason}",
+                uri=uri,
+            ) from None
+    return read_gaussians_ply(uri)
+
+
+def is_mesh(uri: str) -> bool:
+    """Whether the object file is a mesh (True) or 3D Gaussians (False): the extension, then for a
+    ``.ply`` whether its header has every 3DGS property. Only the header is read; a file of no 3D
+    format raises :class:`InputError`. The one decision :func:`load_object` and the animated-mesh
+    export share, so that both agree on what the optimiser was given."""
+    ext = _extension(uri)
     if ext not in OBJECT_EXTENSIONS:
         raise InputError(
             f"unknown 3D format {ext or '(no extension)'!r}; expected a 3DGS .ply or a mesh "
@@ -33,17 +53,10 @@ def load_object(uri: str, *, n_from_mesh: int = DEFAULT_N, seed: int = 0) -> Gau
             uri=uri,
         )
     if ext != ".ply":
-        return gaussians_from_mesh(uri, n_from_mesh, seed=seed)
+        return True
     properties = header_vertex_properties(uri)
-    if properties is None:  # not a PLY header at all: the mesh reader says what is wrong
-        return gaussians_from_mesh(uri, n_from_mesh, seed=seed)
-    if not missing_gaussian_properties(properties):
-        return read_gaussians_ply(uri)
-    try:
-        return gaussians_from_mesh(uri, n_from_mesh, seed=seed)
-    except InputError as exc:
-        missing = missing_gaussian_properties(properties)
-        raise InputError(
-            f"neither a 3D Gaussian Splatting PLY (lacks {', '.join(missing)}) nor a usable mesh: {exc.reason}",
-            uri=uri,
-        ) from None
+    return properties is None or bool(missing_gaussian_properties(properties))
+
+
+def _extension(uri: str) -> str:
+    return posixpath.splitext(str(uri).rstrip("/"))[1].lower()

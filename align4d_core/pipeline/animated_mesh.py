@@ -58,9 +58,8 @@ import trimesh
 
 from align4d_core.errors import InputError
 from align4d_core.io import storage
-from align4d_core.io.mesh import GREY, MESH_EXTENSIONS, load_mesh
-from align4d_core.io.objects import OBJECT_EXTENSIONS
-from align4d_core.io.ply import header_vertex_properties, missing_gaussian_properties
+from align4d_core.io.mesh import GREY, load_mesh
+from align4d_core.io.objects import is_mesh
 from align4d_core.scene.deformation import DeformationField, frame_times
 
 __all__ = [
@@ -103,18 +102,7 @@ def mesh_input(object_uri: str) -> bool:
     agree on what the optimiser was given. Only the header is read. A file that is no 3D format at
     all raises :class:`InputError`, as loading it would have.
     """
-    uri = str(object_uri)
-    ext = posixpath.splitext(uri.rstrip("/"))[1].lower()
-    if ext not in OBJECT_EXTENSIONS:
-        raise InputError(
-            f"unknown 3D format {ext or '(no extension)'!r}; expected a 3DGS .ply or a mesh "
-            f"({', '.join(MESH_EXTENSIONS)})",
-            uri=uri,
-        )
-    if ext != ".ply":
-        return True
-    properties = header_vertex_properties(uri)
-    return properties is None or bool(missing_gaussian_properties(properties))
+    return is_mesh(str(object_uri))
 
 
 # --- the motion ----------------------------------------------------------------------------------
