@@ -12,9 +12,18 @@ from __future__ import annotations
 import asyncio
 
 from prefect import flow, get_run_logger
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import (
+    FlowRunFilter,
+    FlowRunFilterParentFlowRunId,
+    FlowRunFilterState,
+    FlowRunFilterStateType,
+)
+from prefect.client.schemas.objects import StateType
 from prefect.deployments import run_deployment
 from prefect.flow_runs import wait_for_flow_run
-from prefect.states import Completed, Failed
+from prefect.logging import get_logger
+from prefect.states import Cancelling, Completed, Failed
 from prefect.utilities.asyncutils import run_coro_as_sync
 
 from align4d_core.io import storage
@@ -32,8 +41,49 @@ from tasks import aggregate
 
 ITEM_DEPLOYMENT = "align4d-item/x4d-item"
 
+# Item runs that still have to be cancelled: not final, and not already being cancelled.
+_LIVE = [StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING, StateType.PAUSED]
 
-@flow(name="align4d")
+
+def cancel_item_runs(flow, flow_run, state) -> None:
+    """``on_cancellation`` hook of ``align4d``: cancel every item run this run started, at once.
+
+    The item runs are separate flow runs on the gpu pool (``run_deployment``), not subflows in this
+    process, so killing this process leaves them running or queued. Prefect's server only catches up
+    through its cancellation-cleanup service, and only after this run has reached ``Cancelled``
+    (a loop of 20 s, ``PREFECT_SERVER_SERVICES_CANCELLATION_CLEANUP_LOOP_SECONDS``); meanwhile the
+    queued item runs can still be picked up by a worker and take the gpu slot. The hook runs where
+    Prefect runs cancellation hooks for a deployed run: in the worker, right after it killed this
+    run's process and before it marks the run ``Cancelled``, so nothing of this run is alive to
+    start more item runs.
+
+    Each item run (a flow run whose parent task run belongs to this run) is proposed ``Cancelling``,
+    which is what ``prefect flow-run cancel`` does: the server turns a scheduled run without a process
+    into ``Cancelled`` directly, and the gpu worker kills a pending or running one (SIGTERM; the
+    engine unwinds, so the ``concurrency`` block of ``tasks.common.gpu_slot`` releases its slot) and
+    marks it ``Cancelled``. A holder that dies without unwinding loses its slot when the lease it holds
+    expires (see ``gpu_slot``).
+    """
+    logger = get_logger("align4d.cancel")
+    live = FlowRunFilter(
+        parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[flow_run.id]),
+        state=FlowRunFilterState(type=FlowRunFilterStateType(any_=_LIVE)),
+    )
+    tried: set = set()
+    with get_client(sync_client=True) as client:
+        while runs := [r for r in client.read_flow_runs(flow_run_filter=live, limit=200) if r.id not in tried]:
+            for run in runs:
+                tried.add(run.id)
+                try:
+                    result = client.set_flow_run_state(
+                        run.id, Cancelling(message=f"The run {flow_run.name!r} that started it was cancelled.")
+                    )
+                    logger.info("item run %s (%s): %s", run.name, run.state_name, result.status.value)
+                except Exception:  # noqa: BLE001 - one run that cannot be cancelled must not keep the others alive
+                    logger.exception("could not cancel item run %s", run.name)
+
+
+@flow(name="align4d", on_cancellation=[cancel_item_runs])
 def align4d(
     dataset: str | None = None,
     out: str = "runs",

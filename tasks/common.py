@@ -89,11 +89,24 @@ def _gpu_limit_exists() -> bool:
         return False
 
 
+GPU_LEASE_SECONDS = 60.0
+"""How long a gpu slot outlives a holder that stopped renewing it (the server's minimum lease).
+
+Prefect 3.9's ``concurrency`` holds slots as a lease that a thread of the holder renews every 3/4 of
+its duration, and releases on leaving the block, also when the block is left by SIGTERM (a cancelled
+item run). A holder that cannot get there — SIGKILLed, out of memory, its machine gone, or
+terminated while its acquisition was being granted (seen when an item run is cancelled at the
+moment it takes the slot) — holds the slot until the lease expires and the server's repossessor
+(a 15 s loop) revokes it: with Prefect's default of 300 s, a GPU of the fleet idled five minutes per
+such death; with 60 s it is about a minute, for one renewal request every 45 s.
+"""
+
+
 @contextlib.contextmanager
 def gpu_slot():
     """Hold one slot of the ``gpu`` limit when the server has one; run freely when it has none."""
     if not _gpu_limit_exists():
         yield
         return
-    with concurrency(GPU_LIMIT, occupy=1):
+    with concurrency(GPU_LIMIT, occupy=1, lease_duration=GPU_LEASE_SECONDS):
         yield

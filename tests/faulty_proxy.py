@@ -2,7 +2,8 @@
 
 It sits between s3fs and the moto server and, while armed, either resets connections as soon as
 they are accepted — the next ``drop`` of them, or all of them during an ``outage`` that starts with
-the first connection after arming — or cuts a connection once the client has sent ``cut_after``
+the first connection after arming, or at once (``at_once``: the connections already open are reset
+too, as when the endpoint itself goes away) — or cuts a connection once the client has sent ``cut_after``
 bytes (an upload dies half-way). Everything else is forwarded as is.
 """
 
@@ -31,6 +32,7 @@ class FaultyProxy:
         self.dropped = 0
         self.cut = 0
         self.closing = False
+        self.live: set[socket.socket] = set()  # client-side sockets of forwarded connections
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self) -> None:
@@ -51,14 +53,24 @@ class FaultyProxy:
                     client.close()  # a reset, as from a load balancer that lost its backend
                     continue
                 cut_after = self.cut_after
+                self.live.add(client)
             server = socket.create_connection(self.upstream)
             threading.Thread(target=self._pipe, args=(client, server, cut_after), daemon=True).start()
             threading.Thread(target=self._pipe, args=(server, client, None), daemon=True).start()
 
-    def outage(self, seconds: float) -> None:
-        """Reset every connection for ``seconds``, counted from the next connection attempt."""
+    def outage(self, seconds: float, at_once: bool = False) -> None:
+        """Reset every connection for ``seconds``, counted from the next connection attempt.
+
+        With ``at_once`` the outage starts now and the open (pooled, keep-alive) connections are reset
+        as well: without that, a client that reuses its connections would not notice the outage.
+        """
         with self.lock:
             self.outage_seconds, self.outage_until = seconds, None
+            if at_once:
+                self.outage_until = time.monotonic() + seconds
+                for client in list(self.live):
+                    _reset(client)
+                self.live.clear()
 
     def _pipe(self, source: socket.socket, sink: socket.socket, cut_after: int | None) -> None:
         sent = 0
@@ -78,7 +90,23 @@ class FaultyProxy:
             except OSError:
                 pass
             s.close()
+        with self.lock:
+            self.live.discard(source)
+            self.live.discard(sink)
 
     def close(self) -> None:
         self.closing = True
         self.listener.close()
+        with self.lock:
+            for client in list(self.live):
+                _reset(client)
+            self.live.clear()
+
+
+def _reset(sock: socket.socket) -> None:
+    """Abort a connection with a reset and wake the threads blocked on it."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass

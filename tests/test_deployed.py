@@ -24,6 +24,7 @@ from align4d_core.config import SampleConfig
 from align4d_core.io import storage
 from align4d_core.pipeline.runs import RunSpec
 from align4d_core.sample import write_sample
+from tasks.common import GPU_LEASE_SECONDS
 
 ROOT = Path(__file__).resolve().parents[1]
 PREFECT = [sys.executable, "-m", "prefect"]
@@ -94,8 +95,13 @@ def wait_for_health(url: str, server: subprocess.Popen, procs: Processes, timeou
 
 
 @pytest.fixture
-def deployed(tmp_path, s3_bucket):
-    """A Prefect server with the pools, the `gpu` limit and both deployments; two workers polling."""
+def deployed(request, tmp_path, s3_bucket):
+    """A Prefect server with the pools, the `gpu` limit and both deployments; two workers polling.
+
+    Parametrized indirectly with ``{"gpu_worker_limit": n}``, the gpu worker runs at most n item runs
+    at once (``prefect worker start --limit n``); the others stay scheduled.
+    """
+    gpu_worker_limit = getattr(request, "param", {}).get("gpu_worker_limit")
     port = free_port()
     api = f"http://127.0.0.1:{port}/api"
     env = {
@@ -119,7 +125,8 @@ def deployed(tmp_path, s3_bucket):
         procs.run("variable", "set", "align4d_out", s3_bucket)
         procs.run("--no-prompt", "deploy", "--all", timeout=300)
         procs.start("worker-align4d", "worker", "start", "--pool", "align4d", "--type", "process")
-        procs.start("worker-gpu", "worker", "start", "--pool", "gpu", "--type", "process")
+        limit = ["--limit", str(gpu_worker_limit)] if gpu_worker_limit else []
+        procs.start("worker-gpu", "worker", "start", "--pool", "gpu", "--type", "process", *limit)
         yield procs, api, s3_bucket
     finally:
         procs.stop()
@@ -163,3 +170,88 @@ def test_deployment_run_x4d_fans_out_to_the_gpu_pool_and_writes_the_tables_to_s3
         )
     assert sorted(r.name for r in item_runs) == sorted(f"{i}-align4d" for i in ITEMS)  # each one a GPU-pool job
     assert all(r.state.is_completed() for r in item_runs)
+
+
+# Items that never finish within the test: many optimisation steps on a tiny object, no checkpoints.
+SLOW = {
+    "optimize": {
+        "steps": 100000,
+        "frames_per_step": 1,
+        "resolution_schedule": [[1.0, 32]],
+        "checkpoint_every": 100000,
+    }
+}
+CANCEL_ITEMS = ["twist_column", "arm_swing", "pulsing_blob"]
+
+
+def poll(condition, timeout: float, what: str, describe) -> object:
+    """``condition()`` until it returns something truthy (returned) or ``timeout`` s pass (an AssertionError)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if found := condition():
+            return found
+        time.sleep(1)
+    raise AssertionError(f"not within {timeout:.0f} s: {what}\n{describe()}")
+
+
+@pytest.mark.parametrize("deployed", [{"gpu_worker_limit": 2}], indirect=True)
+def test_cancelling_x4d_cancels_its_queued_and_running_item_runs_and_frees_the_gpu_slot(deployed):
+    """`prefect flow-run cancel` on x4d while item runs hold the gpu slot, wait for it and wait in the queue.
+
+    With the gpu worker limited to two runs and the `gpu` limit to one slot, three items give one run
+    in a GPU stage (holding the slot), one running but waiting for the slot, and one still scheduled.
+    """
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from prefect.states import Cancelling
+
+    procs, api, out = deployed
+    dataset = storage.join(out, "dataset")
+    write_sample(dataset, SampleConfig(frames=4, size=48, gaussians=300, items=tuple(CANCEL_ITEMS)))
+    params = {"dataset": dataset, "out": out, "settings": SLOW, "methods": ["align4d"]}
+
+    with temporary_settings({PREFECT_API_URL: api}), get_client(sync_client=True) as client:
+        deployment = client.read_deployment_by_name("align4d/x4d")
+        parent = client.create_flow_run_from_deployment(deployment.id, parameters=params)
+        children_filter = FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[parent.id]))
+
+        def children() -> list:
+            return client.read_flow_runs(flow_run_filter=children_filter)
+
+        def gpu_slots() -> int:
+            return client.read_global_concurrency_limit_by_name("gpu").active_slots
+
+        def describe() -> str:
+            states = [f"{r.name}: {r.state_name} ({r.state.message if r.state else ''})" for r in children()]
+            parent_state = client.read_flow_run(parent.id).state
+            return f"parent: {parent_state}\nchildren: {states}\ngpu slots: {gpu_slots()}\n{procs.logs()}"
+
+        def busy() -> bool:
+            runs = children()
+            return (
+                len(runs) == len(CANCEL_ITEMS)
+                and gpu_slots() == 1
+                and any(r.state.is_running() for r in runs)
+                and any(r.state.is_scheduled() or r.state.is_pending() for r in runs)
+            )
+
+        poll(busy, 180, "an item run holds the gpu slot while another is queued", describe)
+        before = {r.id: r.state_name for r in children()}
+        cancelled_at = time.time()
+        client.set_flow_run_state(parent.id, Cancelling(message="cancelled by the test"))  # `prefect flow-run cancel`
+
+        def all_cancelled() -> bool:
+            runs = children()
+            return (
+                client.read_flow_run(parent.id).state.is_cancelled()
+                and all(r.state.is_cancelled() for r in runs)
+                and gpu_slots() == 0
+            )
+
+        # A slot whose holder died before releasing it comes back when its lease expires (GPU_LEASE_SECONDS)
+        wait = 30 + GPU_LEASE_SECONDS + 30
+        poll(all_cancelled, wait, f"the parent, every item run (were {before}) cancelled, no gpu slot taken", describe)
+        print(f"cancelled everything {time.time() - cancelled_at:.1f} s after the cancel; item runs were {before}")
+        time.sleep(5)  # nothing comes back: no item run restarts, no slot is taken again
+        assert all(r.state.is_cancelled() for r in children()) and gpu_slots() == 0, describe()

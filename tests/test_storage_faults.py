@@ -1,8 +1,10 @@
 """Storage faults on a real S3 endpoint: moto behind a proxy that resets connections or cuts uploads.
 
-s3fs and botocore retry on their own; here both are set to one attempt, so that the fault reaches
+s3fs and botocore retry on their own; here both are set to one attempt, and storage's own patience
+(``ALIGN4D_STORAGE_PATIENCE_S``) to none unless a test says otherwise, so that the fault reaches
 align4d and the behaviour under test is ours: the error is classified as transient, Prefect
-retries the task, a failed write leaves no object, and bad input is never retried.
+retries the task, a failed write leaves no object, bad input is never retried, and storage waits out
+an outage shorter than its patience (``tests/test_s3_outage.py`` runs a whole flow through one).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from tasks.common import is_transient
 
 @pytest.fixture
 def faulty_s3(s3_server, monkeypatch):
-    """``(proxy, root)``: s3fs talks to moto through the proxy, with its own retries off."""
+    """``(proxy, root)``: s3fs talks to moto through the proxy, with its own retries and storage's patience off."""
     import fsspec
     import s3fs
     from conftest import TEST_BUCKET
@@ -36,6 +38,7 @@ def faulty_s3(s3_server, monkeypatch):
         "config_kwargs": {"retries": {"max_attempts": 1, "mode": "standard"}},
     }
     monkeypatch.setattr(s3fs.S3FileSystem, "retries", 1)  # s3fs's own retry loop (a class setting)
+    monkeypatch.setenv(storage.PATIENCE_ENV, "0")
     s3fs.S3FileSystem.clear_instance_cache()
     root = f"s3://{TEST_BUCKET}/faults-{uuid.uuid4().hex}"
     try:
@@ -89,6 +92,72 @@ def test_an_upload_cut_half_way_leaves_no_object(faulty_s3):
     fresh_connections()
     storage.write_bytes(uri, data)
     assert storage.read_bytes(uri) == data
+
+
+def test_storage_waits_out_an_outage_shorter_than_its_patience_and_gives_up_after_it(faulty_s3, monkeypatch, caplog):
+    import time
+
+    proxy, root = faulty_s3
+    uri = storage.join(root, "a.json")
+    storage.write_json(uri, {"a": 1})
+    caplog.set_level(logging.INFO, logger="align4d_core.io.storage")
+    monkeypatch.setenv(storage.PATIENCE_ENV, "10")
+    proxy.outage(2.0, at_once=True)
+    started = time.monotonic()
+    assert storage.read_json(uri) == {"a": 1}
+    assert 2.0 <= time.monotonic() - started < 10 and proxy.dropped >= 2
+    storage.write_json(uri, {"a": 2})
+    warned = [r.getMessage() for r in caplog.records if "unreachable" in r.getMessage()]
+    assert len(warned) == 1 and "S3 unreachable" in warned[0] and "retrying for up to 10 s" in warned[0], warned
+
+    monkeypatch.setenv(storage.PATIENCE_ENV, "1.5")
+    proxy.outage(60.0, at_once=True)
+    started = time.monotonic()
+    with pytest.raises(Exception) as gave_up:
+        storage.write_json(uri, {"a": 3})
+    assert 1.5 <= time.monotonic() - started < 10 and is_transient(gave_up.value), repr(gave_up.value)
+    proxy.outage_seconds, proxy.outage_until = 0.0, None
+    fresh_connections()
+    assert storage.read_json(uri) == {"a": 2}  # the write that gave up left the object as it was
+
+    monkeypatch.setenv(storage.PATIENCE_ENV, "300")
+    started = time.monotonic()
+    with pytest.raises(InputError):  # a missing file is never waited for
+        storage.read_bytes(storage.join(root, "missing.bin"))
+    assert time.monotonic() - started < 2
+
+
+def test_only_network_and_try_later_errors_are_waited_for():
+    import errno
+
+    from botocore.exceptions import ClientError, EndpointConnectionError
+
+    def answer(code: str, status: int) -> ClientError:
+        return ClientError({"Error": {"Code": code}, "ResponseMetadata": {"HTTPStatusCode": status}}, "GetObject")
+
+    def translated(cause: BaseException) -> OSError:  # what s3fs raises: an OSError caused by botocore's
+        try:
+            raise OSError(errno.EBUSY, "busy") from cause
+        except OSError as error:
+            return error
+
+    waited = [
+        ConnectionResetError(),
+        TimeoutError(),
+        EndpointConnectionError(endpoint_url="http://x"),
+        translated(answer("SlowDown", 503)),
+        answer("InternalError", 500),
+    ]
+    refused = [
+        FileNotFoundError("k"),
+        PermissionError("denied"),
+        InputError("bad", uri="x"),
+        OSError(errno.ENOSPC, "full"),
+        translated(answer("AccessDenied", 403)),
+        answer("NoSuchKey", 404),
+    ]
+    assert [storage.is_transient(e) for e in waited] == [True] * len(waited)
+    assert [storage.is_transient(e) for e in refused] == [False] * len(refused)
 
 
 def retries_logged(caplog) -> list[str]:

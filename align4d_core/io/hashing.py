@@ -46,8 +46,13 @@ def hash_uri(uri: str) -> str:
 
     A folder's digest covers the sorted relative paths (``/`` separated) and each file's digest, so
     renaming, adding, removing or changing any file changes it, and it does not depend on the
-    storage backend or on listing order.
+    storage backend or on listing order. The whole walk is repeated while the store is unreachable
+    (``storage.patiently``): it reads through fsspec directly, beside storage's own calls.
     """
+    return storage.patiently(uri, lambda: _hash_uri(uri))
+
+
+def _hash_uri(uri: str) -> str:
     fs, path = storage.filesystem(uri)
     fs.invalidate_cache(path)
     if fs.isdir(path):

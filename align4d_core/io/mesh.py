@@ -99,7 +99,7 @@ class StorageResolver(trimesh.resolvers.Resolver):
         fs, path = storage.filesystem(self.folder)
         root = path.rstrip("/") + "/"
         try:
-            found = fs.find(path)
+            found = storage.patiently(self.folder, lambda: fs.find(path))
         except FileNotFoundError:
             return []
         return [str(p)[len(root) :] for p in found if str(p).startswith(root)]

@@ -201,10 +201,14 @@ def _header_vertex_properties(uri: str) -> list[str] | None:
 
 
 def _read_header(uri: str) -> str | None:
-    """The header text up to ``end_header``, read in chunks through fsspec; None if not a PLY."""
+    """The header text up to ``end_header``, read in chunks through fsspec; None if not a PLY.
+
+    Read again from the start while the store is unreachable (``storage.patiently``).
+    """
     fs, path = storage.filesystem(uri)
-    chunks = b""
-    try:
+
+    def head() -> bytes:
+        chunks = b""
         with fs.open(path, "rb") as handle:
             while b"end_header" not in chunks and len(chunks) < _HEADER_LIMIT:
                 chunk = handle.read(4096)
@@ -212,7 +216,11 @@ def _read_header(uri: str) -> str | None:
                     break
                 chunks += chunk
                 if not chunks.startswith(b"ply"[: len(chunks)]):
-                    return None
+                    break
+        return chunks
+
+    try:
+        chunks = storage.patiently(uri, head)
     except FileNotFoundError:
         raise InputError("file not found", uri=uri) from None
     except IsADirectoryError:
