@@ -281,6 +281,13 @@ def generate(
     metrics = extra.get("metrics") or {}
     if "psnr" in metrics:
         out.print(f"eval views: PSNR {metrics['psnr']:.2f} dB, SSIM {metrics['ssim']:.4f}")
+    artifacts = extra.get("artifacts") or {}
+    if artifacts.get("viewer"):
+        out.print(f"viewer: {escape(artifacts['viewer'])} (align4d view {escape(out_uri)} opens it)")
+    if artifacts.get("animated_mesh"):
+        out.print(f"animated mesh: {escape(artifacts['animated_mesh'])}")
+    elif artifacts.get("animated_mesh_note"):
+        out.print(f"animated mesh: none ({escape(artifacts['animated_mesh_note'])})")
 
 
 import_app = typer.Typer(name="import", help="Turn a dataset from the field into an X4D dataset.", no_args_is_help=True)

@@ -113,6 +113,9 @@ def test_cli_generate_with_a_config_file(small_sample, tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert "VAOD" in result.stdout and (out / "done.json").exists()
+    assert f"viewer: {out / 'viewer.html'}" in result.stdout and (out / "viewer.html").exists()
+    # the sample's 3D input is a 3DGS PLY: no animated mesh, and the command says why
+    assert "animated mesh: none (the 3D input is 3D Gaussians, not a mesh" in result.stdout
 
 
 def test_cli_generate_refuses_an_unknown_setting_cleanly(small_sample, tmp_path):
@@ -138,3 +141,25 @@ def test_the_run_samples_meshes_as_the_sample_was_rendered():
     from align4d_core.io.mesh import DEFAULT_N
 
     assert RunConfig().mesh_samples == DEFAULT_N  # else the sample's mesh items would not match their videos
+
+
+def test_a_mesh_input_gets_its_animated_mesh(small_sample, tmp_path):
+    """The render stage moves the input mesh with the learned field: object/animated.glb, one morph
+    target per frame (tests/test_animated_mesh.py checks the values; this checks the pipeline)."""
+    import pygltflib
+    import trimesh
+
+    mesh = trimesh.creation.icosphere(subdivisions=2, radius=0.4)
+    mesh.visual.vertex_colors = [200, 80, 40, 255]
+    mesh_uri = str(tmp_path / "ball.glb")
+    mesh.export(mesh_uri)
+    item = inputs(small_sample, "arm_swing")
+    out = str(tmp_path / "out")
+    config = build_run_config("cpu", FAST)
+    done = generate(pair_inputs(item.video, mesh_uri, masks=item.masks), out, config)
+    artifacts = done["extra"]["artifacts"]
+    assert artifacts["animated_mesh"] == storage.join(out, "object/animated.glb")
+    gltf = pygltflib.GLTF2().load(artifacts["animated_mesh"])
+    frames = read_video(item.video).num_frames
+    assert len(gltf.meshes[0].primitives[0].targets) == frames
+    assert gltf.accessors[gltf.meshes[0].primitives[0].attributes.POSITION].count == len(mesh.vertices)
