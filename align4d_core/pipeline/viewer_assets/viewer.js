@@ -149,7 +149,7 @@ void main() { outColor = vec4(clamp(texelFetch(uImage, ivec2(gl_FragCoord.xy), 0
     gl.texImage2D(gl.TEXTURE_2D, 0, internal, TEXW, rowsTex, 0, format, type, data);
     return tex;
   }
-  const padded = (channels) => new Float32Array(TEXW * rowsTex * 4);
+  const padded = () => new Float32Array(TEXW * rowsTex * 4); // one RGBA texel per Gaussian
   const frameMeans = padded(), frameQuats = padded(), frameScales = padded();
   const colorBytes = new Uint8Array(TEXW * rowsTex * 4);
   colorBytes.set(colors);
@@ -196,12 +196,12 @@ void main() { outColor = vec4(clamp(texelFetch(uImage, ivec2(gl_FragCoord.xy), 0
     loadedFrame = t;
   }
 
-  const depthKeys = new Uint32Array(N), order = new Uint32Array(N), counts = new Uint32Array(65537);
+  const depth = new Float32Array(N), depthKeys = new Uint32Array(N), order = new Uint32Array(N);
+  const counts = new Uint32Array(65537); // reused by every draw: playing allocates nothing per frame
   function sortBackToFront(cam) {
     // camera-space depth of every centre, then a counting sort on 16-bit keys, farthest first
     const r = cam.rows[2], tz = cam.trans[2];
     let lo = Infinity, hi = -Infinity;
-    const depth = new Float32Array(N);
     for (let i = 0; i < N; i++) {
       const z = r[0] * frameMeans[4 * i] + r[1] * frameMeans[4 * i + 1] + r[2] * frameMeans[4 * i + 2] + tz;
       depth[i] = z;
