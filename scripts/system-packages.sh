@@ -3,6 +3,8 @@
 # what is missing.
 #   chromium, chromium-driver: the report page is checked in headless Chromium (tests/test_report.py)
 #   nodejs, npm: run @playcanvas/splat-transform, a splat reader nobody here wrote
+#   docker.io, debootstrap: a Docker daemon and a Debian root to build the worker image on, for
+#     tests/test_docker_worker.py (docker/cpu-base.sh)
 #   tools/splat-reader/node_modules: that reader at the version its package-lock.json pins; it reads
 #     our .ply and .splat files in tests/test_splat_external.py (npm ci again when the lock is newer)
 set -eu
@@ -14,6 +16,8 @@ missing=""
 [ -x /usr/bin/chromedriver ] || missing="$missing chromium-driver"
 command -v node >/dev/null 2>&1 || missing="$missing nodejs"
 command -v npm >/dev/null 2>&1 || missing="$missing npm"
+[ -x /usr/sbin/dockerd ] || missing="$missing docker.io"
+[ -x /usr/sbin/debootstrap ] || missing="$missing debootstrap"
 if [ -n "$missing" ]; then
   echo "system-packages: installing$missing"
   $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq

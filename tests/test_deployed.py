@@ -8,17 +8,11 @@ Everything the test starts it stops, also when it fails (each process in its own
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
-from pathlib import Path
 
 import pandas as pd
 import pytest
+from prefect_stack import Processes, free_port, prefect_env, wait_for_health
 
 from align4d_core.config import SampleConfig
 from align4d_core.io import storage
@@ -26,72 +20,10 @@ from align4d_core.pipeline.runs import RunSpec
 from align4d_core.sample import write_sample
 from tasks.common import GPU_LEASE_SECONDS
 
-ROOT = Path(__file__).resolve().parents[1]
-PREFECT = [sys.executable, "-m", "prefect"]
 FAST = {"optimize": {"steps": 3, "frames_per_step": 2, "resolution_schedule": [[1.0, 32]]}}
 ITEMS = ["twist_column", "arm_swing"]
 
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Processes:
-    """Background processes with their logs, stopped together (SIGTERM, then SIGKILL)."""
-
-    def __init__(self, folder: Path, env: dict[str, str]):
-        self.folder, self.env, self.started = folder, env, []
-
-    def start(self, name: str, *args: str) -> subprocess.Popen:
-        log = open(self.folder / f"{name}.log", "wb")  # noqa: SIM115 - closed in stop()
-        proc = subprocess.Popen(
-            [*PREFECT, *args], cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        self.started.append((name, proc, log))
-        return proc
-
-    def run(self, *args: str, timeout: float = 120) -> str:
-        done = subprocess.run(
-            [*PREFECT, *args], cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=timeout, check=False
-        )
-        assert done.returncode == 0, f"prefect {' '.join(args)}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
-        return done.stdout
-
-    def logs(self) -> str:
-        return "\n".join(
-            f"--- {name}\n{(self.folder / f'{name}.log').read_text(errors='replace')[-2500:]}"
-            for name, _, _ in self.started
-        )
-
-    def stop(self) -> None:
-        for _, proc, _ in reversed(self.started):
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-        deadline = time.time() + 20
-        for _, proc, log in reversed(self.started):
-            try:
-                proc.wait(timeout=max(0.1, deadline - time.time()))
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-            log.close()
-
-
-def wait_for_health(url: str, server: subprocess.Popen, procs: Processes, timeout: float = 180) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        assert server.poll() is None, procs.logs()
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.5)
-    raise AssertionError(f"the Prefect server did not answer within {timeout} s\n{procs.logs()}")
 
 
 @pytest.fixture
@@ -103,18 +35,8 @@ def deployed(request, tmp_path, s3_bucket):
     """
     gpu_worker_limit = getattr(request, "param", {}).get("gpu_worker_limit")
     port = free_port()
-    api = f"http://127.0.0.1:{port}/api"
-    env = {
-        **os.environ,
-        "PREFECT_API_URL": api,
-        "PREFECT_HOME": str(tmp_path / "prefect-home"),
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_WORKER_QUERY_SECONDS": "1",
-        "PREFECT_UI_ENABLED": "false",
-        "PREFECT_CLI_PROMPT": "false",
-        "OMP_NUM_THREADS": "1",
-    }
-    env.pop("PREFECT_PROFILES_PATH", None)
+    env = prefect_env(port, tmp_path / "prefect-home")
+    api = env["PREFECT_API_URL"]
     procs = Processes(tmp_path, env)
     try:
         server = procs.start("server", "server", "start", "--host", "127.0.0.1", "--port", str(port))
