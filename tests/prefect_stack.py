@@ -93,3 +93,35 @@ def wait_for_health(url: str, server: subprocess.Popen, procs: Processes, timeou
         except OSError:
             time.sleep(0.5)
     raise AssertionError(f"the Prefect server did not answer within {timeout} s\n{procs.logs()}")
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (children, theirs, ...), read from /proc: process workers start
+    flow runs in sessions of their own, so the worker's process group does not hold them."""
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    # the command name may hold spaces and parentheses: the ppid follows the last ')'
+                    parents[int(entry)] = int(stat.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+    found, frontier = [], [pid]
+    while frontier:
+        children = [child for child, parent in parents.items() if parent in frontier]
+        found += children
+        frontier = children
+    return found
+
+
+def sigkill_tree(proc: subprocess.Popen) -> list[int]:
+    """SIGKILL ``proc`` and everything below it at once, as a machine that is lost; returns the pids."""
+    pids = [proc.pid, *descendants(proc.pid)]
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    proc.wait(timeout=30)
+    return pids
