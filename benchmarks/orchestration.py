@@ -1,6 +1,7 @@
 """What Prefect costs per item, and whether the orchestrating process's memory stays flat.
 
     python benchmarks/orchestration.py [--items 50] [--server local|ephemeral]
+    python benchmarks/orchestration.py --deployed [--items 200] [--gpu-workers 2]
 
 On N items (the bundled sample's five objects, repeated under new ids, at a tiny size) with a
 dry-run config (2 optimisation steps at 32 px), it times, in the same process:
@@ -13,6 +14,14 @@ dry-run config (2 optimisation steps at 32 px), it times, in the same process:
 It prints the per-item overhead of the flow (goal: <= 1 s with a local server) and the resident
 memory of this process when item 10 and item N finish (goal: flat within 10%). Prints figures,
 never asserts. Each run gets fresh output folders: nothing is cached between the two timings.
+
+``--deployed`` is the fleet under load instead (issue 15): a local Prefect server, the work pools,
+the `gpu` limit, the zombie automation and both deployments as infra/README.md sets them up, one
+orchestrating worker and ``--gpu-workers`` process workers (``--limit 1`` each), and the dataset and
+run folder on S3 (a moto server on 127.0.0.1). One `x4d` run over N dry-run items; it prints items
+per minute, the resident memory of the server and of each worker (with what they started) at the
+start and the end, the failed item runs (goal: none) and the `gpu` slots still taken at the end
+(goal: none).
 """
 
 from __future__ import annotations
@@ -32,6 +41,7 @@ import time
 import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))  # prefect_stack
 
 from align4d_core.config import SampleConfig, build_run_config  # noqa: E402
 from align4d_core.io import storage  # noqa: E402
@@ -141,11 +151,127 @@ def time_flow(dataset: str, out: str, n: int) -> tuple[float, dict[int, float], 
     return total, memory, [b - a for a, b in zip(ends, ends[1:])]
 
 
+def tree_rss_mib(pid: int) -> float:
+    """Resident memory of ``pid`` and every process below it (a worker and the flow runs it started)."""
+    from prefect_stack import descendants
+
+    total = 0.0
+    for each in (pid, *descendants(pid)):
+        try:
+            with open(f"/proc/{each}/status") as handle:
+                total += next(int(line.split()[1]) for line in handle if line.startswith("VmRSS:")) / 1024
+        except (OSError, StopIteration):
+            continue
+    return total
+
+
+def deployed(n: int, gpu_workers: int) -> None:
+    """One x4d run of ``n`` dry-run items through a local server, process workers and S3 on moto."""
+    import logging
+
+    from moto.server import ThreadedMotoServer
+    from prefect_stack import Processes, free_port, prefect_env, wait_for_health
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's access log: a line per request
+    s3 = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    s3.start()
+    host, s3_port = s3.get_host_and_port()
+    credentials = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1"}
+    os.environ.update({**credentials, "FSSPEC_S3_ENDPOINT_URL": f"http://{host}:{s3_port}"})
+    import fsspec
+
+    fsspec.config.conf.setdefault("s3", {})["endpoint_url"] = os.environ["FSSPEC_S3_ENDPOINT_URL"]
+    fs, _ = storage.filesystem("s3://align4d-bench")
+    fs.mkdir("align4d-bench")
+    out = "s3://align4d-bench/runs"
+
+    folder = tempfile.mkdtemp(prefix="align4d-load-")
+    port = free_port()
+    env = prefect_env(
+        port,
+        os.path.join(folder, "prefect-home"),
+        PREFECT_FLOWS_HEARTBEAT_FREQUENCY="30",
+        PREFECT_LOGGING_LEVEL="WARNING",
+    )
+    procs = Processes(__import__("pathlib").Path(folder), env)
+    try:
+        server = procs.start("server", "server", "start", "--host", "127.0.0.1", "--port", str(port))
+        wait_for_health(env["PREFECT_API_URL"], server, procs)
+        procs.run("work-pool", "create", "align4d", "--type", "process")
+        procs.run("work-pool", "create", "gpu", "--type", "process")
+        procs.run("gcl", "create", "gpu", "--limit", str(gpu_workers))
+        procs.run("automation", "create", "--from-file", "infra/zombie-runs.yaml")
+        procs.run("variable", "set", "align4d_out", out)
+        procs.run("--no-prompt", "deploy", "--all", timeout=300)
+        orchestrator = procs.start("worker-align4d", "worker", "start", "--pool", "align4d", "--type", "process")
+        workers = [
+            procs.start(f"worker-gpu-{k}", "worker", "start", "--pool", "gpu", "--type", "process", "--limit", "1")
+            for k in range(gpu_workers)
+        ]
+        dataset = storage.join(out, "dataset")
+        write_dataset(dataset, n)
+        time.sleep(10)  # the workers are up and polling
+        watched = {
+            "server": server,
+            "orchestrator": orchestrator,
+            **{f"gpu worker {k}": w for k, w in enumerate(workers)},
+        }
+        before = {name: tree_rss_mib(proc.pid) for name, proc in watched.items()}
+
+        from prefect.client.orchestration import get_client
+        from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
+        from prefect.settings import PREFECT_API_URL, temporary_settings
+
+        with temporary_settings({PREFECT_API_URL: env["PREFECT_API_URL"]}), get_client(sync_client=True) as client:
+            x4d = client.read_deployment_by_name("align4d/x4d")
+            params = {"dataset": dataset, "out": out, "settings": DRY_RUN, "methods": ["align4d"]}
+            started = time.perf_counter()
+            run = client.create_flow_run_from_deployment(x4d.id, parameters=params)
+            peak = dict(before)
+            items = DeploymentFilter(name=DeploymentFilterName(any_=["x4d-item"]))
+            last_print = 0.0
+            while not (state := client.read_flow_run(run.id).state).is_final():
+                for name, proc in watched.items():
+                    peak[name] = max(peak[name], tree_rss_mib(proc.pid))
+                if time.perf_counter() - last_print > 60:
+                    children = client.read_flow_runs(deployment_filter=items, limit=n + 10)
+                    ended = sum(r.state.is_final() for r in children)
+                    print(f"  {time.perf_counter() - started:6.0f} s: {ended} of {n} item runs ended", flush=True)
+                    last_print = time.perf_counter()
+                time.sleep(2)
+            seconds = time.perf_counter() - started
+            time.sleep(5)
+            after = {name: tree_rss_mib(proc.pid) for name, proc in watched.items()}
+            children = client.read_flow_runs(deployment_filter=items, limit=n + 10)
+            failed = [f"{r.name}: {r.state_name} ({r.state.message})" for r in children if not r.state.is_completed()]
+            slots = client.read_global_concurrency_limit_by_name("gpu").active_slots
+    finally:
+        procs.stop()
+        s3.stop()
+
+    print(f"load average at the end: {os.getloadavg()[0]:.2f} (1 min)")
+    print(f"orchestration, deployed: {n} dry-run items, {gpu_workers} process GPU workers, local server, S3 on moto")
+    print(f"  x4d {state.name} in {seconds:.1f} s: {n / seconds * 60:.1f} items per minute")
+    print(
+        f"  item runs: {len(children)}, failed: {len(failed)} (goal: none){''.join(chr(10) + '    ' + f for f in failed[:10])}"
+    )
+    print(f"  gpu slots taken at the end: {slots} (goal: 0)")
+    print("  resident memory (MiB, with the processes each started): start / peak / end")
+    for name in before:
+        print(f"    {name:14s} {before[name]:7.0f} / {peak[name]:7.0f} / {after[name]:7.0f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--items", type=int, default=50)
+    parser.add_argument("--items", type=int, default=None, help="50 (in-process) or 200 (--deployed)")
     parser.add_argument("--server", choices=("local", "ephemeral"), default="local")
+    parser.add_argument("--deployed", action="store_true", help="the fleet under load (see above)")
+    parser.add_argument("--gpu-workers", type=int, default=2)
     args = parser.parse_args()
+    if args.deployed:
+        deployed(args.items or 200, args.gpu_workers)
+        return
+    args.items = args.items or 50
     tune_allocator()
     os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
     os.environ["PREFECT_LOGGING_LEVEL"] = "WARNING"
