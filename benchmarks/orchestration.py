@@ -229,12 +229,19 @@ def deployed(n: int, gpu_workers: int) -> None:
             run = client.create_flow_run_from_deployment(x4d.id, parameters=params)
             peak = dict(before)
             items = DeploymentFilter(name=DeploymentFilterName(any_=["x4d-item"]))
+
+            def item_runs() -> list:  # the API answers at most 200 runs a call
+                runs: list = []
+                while page := client.read_flow_runs(deployment_filter=items, limit=200, offset=len(runs)):
+                    runs += page
+                return runs
+
             last_print = 0.0
             while not (state := client.read_flow_run(run.id).state).is_final():
                 for name, proc in watched.items():
                     peak[name] = max(peak[name], tree_rss_mib(proc.pid))
                 if time.perf_counter() - last_print > 60:
-                    children = client.read_flow_runs(deployment_filter=items, limit=n + 10)
+                    children = item_runs()
                     ended = sum(r.state.is_final() for r in children)
                     print(f"  {time.perf_counter() - started:6.0f} s: {ended} of {n} item runs ended", flush=True)
                     last_print = time.perf_counter()
@@ -242,7 +249,7 @@ def deployed(n: int, gpu_workers: int) -> None:
             seconds = time.perf_counter() - started
             time.sleep(5)
             after = {name: tree_rss_mib(proc.pid) for name, proc in watched.items()}
-            children = client.read_flow_runs(deployment_filter=items, limit=n + 10)
+            children = item_runs()
             failed = [f"{r.name}: {r.state_name} ({r.state.message})" for r in children if not r.state.is_completed()]
             slots = client.read_global_concurrency_limit_by_name("gpu").active_slots
     finally:
@@ -269,6 +276,8 @@ def main() -> None:
     parser.add_argument("--gpu-workers", type=int, default=2)
     args = parser.parse_args()
     if args.deployed:
+        for stop in (signal.SIGINT, signal.SIGTERM):  # stop the server and workers on the way out
+            signal.signal(stop, lambda number, _: sys.exit(128 + number))
         deployed(args.items or 200, args.gpu_workers)
         return
     args.items = args.items or 50

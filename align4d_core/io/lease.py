@@ -271,7 +271,7 @@ def _stale(uri: str, generation: int, record: dict | None, lease_s: float) -> bo
     if not _number(beat):
         try:
             fs, path = storage.filesystem(_generation_uri(uri, generation))
-            beat = fs.modified(path).timestamp()
+            beat = storage.patiently(uri, lambda: fs.modified(path)).timestamp()
         except (OSError, NotImplementedError):
             return True  # nothing shows that anyone is alive
     limit = (record or {}).get("lease_s")
@@ -285,7 +285,9 @@ def _create(uri: str, data: bytes) -> bool:
         created = _create_local(path, data)
     elif "s3" in fs.protocol:
         try:
-            fs.pipe_file(path, data, mode="create")  # PUT with If-None-Match: *
+            # PUT with If-None-Match: *, waited out through an outage like every storage call; a
+            # retry after a lost response reads as "exists", which the token check below settles
+            storage.patiently(uri, lambda: fs.pipe_file(path, data, mode="create"))
             created = True
         except FileExistsError:
             created = False

@@ -56,7 +56,7 @@ def _sync(uri: str, root: str) -> str:
             "size": info.get("size"),
             "etag": str(info.get("ETag") or info.get("etag") or ""),
         }
-        for name, info in fs.find(path, detail=True, withdirs=False).items()
+        for name, info in storage.patiently(uri, lambda: fs.find(path, detail=True, withdirs=False)).items()
     }
     if not remote:
         raise FileNotFoundError(f"no files under {uri}")
@@ -76,7 +76,8 @@ def _sync(uri: str, root: str) -> str:
         os.makedirs(os.path.dirname(target), exist_ok=True)
         partial = f"{target}.{uuid.uuid4().hex}.partial"
         try:
-            fs.get_file(posixpath.join(path, relative), partial)
+            source = posixpath.join(path, relative)
+            storage.patiently(uri, lambda s=source, p=partial: fs.get_file(s, p))  # rewrites `partial` whole
             os.replace(partial, target)
         finally:
             if os.path.exists(partial):
