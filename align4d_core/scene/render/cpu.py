@@ -240,23 +240,24 @@ def _composite(strips: Strips, means2d, conics, opacities, colors, background, w
     log_t_final.index_add_(0, strips.group, torch.where(included, log_1m, 0.0).t())
     t_final = torch.exp(log_t_final)  # (G, S); per-pixel sums, so float32 is exact enough
     out = out + t_final[:, :, None] * background
-    saved = (alpha, t_before, weight, included & ~clamped) if for_backward else None
+    saved = (geo, (alpha, t_before, weight, included & ~clamped)) if for_backward else None
     return out, 1.0 - t_final, saved
 
 
 class _Rasterize(torch.autograd.Function):
     @staticmethod
     def forward(ctx, means2d, conics, opacities, colors, background, strips: Strips, width: int):
-        out, alpha, saved = _composite(strips, means2d, conics, opacities, colors, background, width, True)
-        ctx.strips, ctx.width, ctx.background = strips, width, background
-        ctx.save_for_backward(means2d, conics, opacities, colors, *saved)
+        out, alpha, (geo, saved) = _composite(strips, means2d, conics, opacities, colors, background, width, True)
+        # the per-entry geometry is kept rather than gathered again in backward: it holds no
+        # input or output, only (S, E) and (E,) intermediates computed without autograd
+        ctx.strips, ctx.geo, ctx.background, ctx.shape = strips, geo, background, means2d.shape[:-1]
+        ctx.save_for_backward(colors, *saved)
         return out, alpha
 
     @staticmethod
     def backward(ctx, grad_out, grad_alpha):
-        means2d, conics, opacities, colors, alpha, t_before, weight, live = ctx.saved_tensors
-        strips = ctx.strips
-        geo = _Geometry(strips, means2d, conics, opacities, ctx.width)
+        colors, alpha, t_before, weight, live = ctx.saved_tensors
+        strips, geo = ctx.strips, ctx.geo
         # With T_final = 1 - Σ wⱼ, the background and the alpha output act as one more colour
         # channel, constantly 1, with gradient dL/dalpha - dL/dout · background.
         grad_ones = grad_alpha - (grad_out * ctx.background).sum(-1)
@@ -271,7 +272,8 @@ class _Rasterize(torch.autograd.Function):
 
         grad_colors = torch.zeros_like(colors.reshape(-1, colors.shape[-1]))
         weight_t = weight.t().contiguous()[:, None, :]  # (E, 1, S)
-        grad_colors.index_add_(0, strips.gid, torch.bmm(weight_t, grad_entry[:, :, :-1])[:, 0])
+        # the whole (E, S, D + 1) block (a column slice would be copied first), then drop the ones
+        grad_colors.index_add_(0, strips.gid, torch.bmm(weight_t, grad_entry)[:, 0, :-1])
 
         # σ = ½a dx² + b dx dy + ½c dy², summed over the strip's pixels per entry
         grad_sigma = -alpha * grad_a
@@ -293,7 +295,7 @@ class _Rasterize(torch.autograd.Function):
         )
         per_gaussian = torch.zeros(grad_colors.shape[0], 6, dtype=per_entry.dtype, device=per_entry.device)
         per_gaussian.index_add_(0, strips.gid, per_entry)
-        shape = means2d.shape[:-1]
+        shape = ctx.shape
         return (
             per_gaussian[:, 0:2].reshape(shape + (2,)),
             per_gaussian[:, 2:5].reshape(shape + (3,)),
