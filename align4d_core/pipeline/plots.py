@@ -40,6 +40,7 @@ def _draw_vaod(ax, result: SearchResult) -> None:
         ax.plot(result.distances, _curve(result.vaod_mse_masked), label="MSE inside the masks", alpha=0.8, **style)
     if skipped:
         ax.plot([], [], " ", label="gaps: provably above the minimum, not rendered")
+        ax.set_xlim(min(result.distances), max(result.distances))  # the whole sweep, gaps included
     ax.axvline(result.vaod, color="tab:red", linestyle="--", label=f"VAOD {result.vaod:.2f}")
     ax.set(xlabel="object distance", ylabel="MSE", title="video-aligned distance")
     ax.legend(fontsize=8)
