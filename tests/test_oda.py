@@ -29,7 +29,8 @@ def test_candidates_are_the_papers_grid():
 def test_vaod_recovers_the_true_distance_of_a_sample_item(small_sample, item_id):
     loaded = load_item(small_sample, item(small_sample, item_id))
     truth = storage.read_json(storage.join(small_sample, "items", item_id, "truth.json"))
-    vaod, distances, mse, masked = search_vaod(loaded.gaussians, loaded.video.frames[0], loaded.masks[0])
+    full = SearchConfig(vaod_curve="full")
+    vaod, distances, mse, masked = search_vaod(loaded.gaussians, loaded.video.frames[0], loaded.masks[0], full)
     assert abs(vaod - truth["distance"]) <= 0.05
     assert masked is not None and float(distances[int(torch.argmin(masked))]) == pytest.approx(vaod, abs=0.05)
     # the curve has the paper's shape: far renders are worse than the minimum, as are near ones
@@ -57,10 +58,94 @@ def test_vaod_of_an_object_rendered_off_the_grid():
 def test_batched_and_one_at_a_time_sweeps_agree(small_sample):
     loaded = load_item(small_sample, item(small_sample, "arm_swing"))
     frame, mask = loaded.video.frames[0], loaded.masks[0]
-    _, _, batched, batched_masked = search_vaod(loaded.gaussians, frame, mask, SearchConfig(batch=64))
-    _, _, single, single_masked = search_vaod(loaded.gaussians, frame, mask, SearchConfig(batch=1))
-    torch.testing.assert_close(batched, single, atol=1e-6, rtol=0)
-    torch.testing.assert_close(batched_masked, single_masked, atol=1e-6, rtol=0)
+    for curve in ("full", "bounded"):
+        _, _, batched, batched_masked = search_vaod(
+            loaded.gaussians, frame, mask, SearchConfig(batch=64, vaod_curve=curve)
+        )
+        _, _, single, single_masked = search_vaod(
+            loaded.gaussians, frame, mask, SearchConfig(batch=1, vaod_curve=curve)
+        )
+        torch.testing.assert_close(batched, single, atol=1e-6, rtol=0, equal_nan=True)
+        torch.testing.assert_close(batched_masked, single_masked, atol=1e-6, rtol=0, equal_nan=True)
+
+
+def float64_sweep(gaussians, frame, mask):
+    """The one-at-a-time float64 sweep that eq. 4 means: every distance rendered alone, whole."""
+    from align4d_core.method.vaod_bound import float64_mse
+
+    distances = candidate_distances(SearchConfig())
+    curves = [float64_mse(gaussians, frame, mask, distances[i : i + 1], 49.1) for i in range(len(distances))]
+    return distances, torch.cat([c[0] for c in curves]), torch.cat([c[1] for c in curves])
+
+
+def sample_and_off_grid_frames(root, item_id, distance):
+    """The item's first frame and mask, and a render of its object at a distance between candidates
+    (none for ``distance`` None: the 16k-Gaussian items' float64 sweeps take half a minute each)."""
+    loaded = load_item(root, item(root, item_id))
+    frames = [(loaded.video.frames[0], loaded.masks[0])]
+    if distance is not None:
+        size = loaded.video.frames[0].shape[0]
+        with torch.no_grad():
+            out = render(loaded.gaussians, orbit_cameras(0.0, 0.0, distance, width=size))
+        frames.append((out.rgb[0], (out.alpha[0] > 0.5).float()))
+    return loaded.gaussians, frames
+
+
+@pytest.mark.parametrize(
+    "item_id, off_grid",
+    [
+        ("twist_column", 0.87),
+        ("hopping_torus", 1.333),
+        ("arm_swing", 2.012),
+        ("waving_flag", None),
+        ("pulsing_blob", None),
+    ],
+)
+def test_the_bounded_sweep_finds_the_float64_sweeps_argmin(small_sample, item_id, off_grid):
+    """Skipping distances never changes VAOD: on every sample item and an off-grid render of it,
+    masked or not, the argmin is the one-at-a-time float64 sweep's, the distances it did render hold
+    that sweep's values, and the ones it skipped lie above the minimum."""
+    from align4d_core.method.vaod_bound import TIE_MARGIN
+
+    gaussians, frames = sample_and_off_grid_frames(small_sample, item_id, off_grid)
+    for frame, mask in frames:
+        distances, mse64, masked64 = float64_sweep(gaussians, frame, mask)
+        # the argument needs the float32 render's MSE within half the margin of the float64 one
+        _, _, full, full_masked = search_vaod(gaussians, frame, mask, SearchConfig(vaod_curve="full"))
+        assert float((full - mse64).abs().max()) < TIE_MARGIN / 2
+        assert float((full_masked - masked64).abs().max()) < TIE_MARGIN / 2
+        for masked, reference in ((False, mse64), (True, masked64)):
+            vaod, _, mse, masked_mse = search_vaod(gaussians, frame, mask, SearchConfig(masked=masked))
+            assert vaod == float(distances[int(torch.argmin(reference))])
+            deciding = masked_mse if masked else mse
+            rendered = ~torch.isnan(deciding)
+            assert 1 <= int(rendered.sum()) < len(distances)  # something was skipped
+            torch.testing.assert_close(deciding[rendered], reference[rendered], atol=TIE_MARGIN / 2, rtol=0)
+            assert bool((reference[~rendered] > reference.min()).all())
+
+
+def test_a_render_of_some_rows_is_those_rows_of_the_whole_image():
+    """What the bound rests on: rendering rows apart gives them bit for bit as the whole image does."""
+    from align4d_core.method.vaod_bound import PHASE_ORDER
+
+    g = torch.Generator().manual_seed(2)
+    from align4d_core.scene.gaussians import Gaussians
+
+    n = 300
+    gaussians = Gaussians.from_activated(
+        (torch.rand(n, 3, generator=g) - 0.5) * 0.8,
+        torch.rand(n, 3, generator=g) * 0.05 + 0.01,
+        torch.randn(n, 4, generator=g),
+        torch.rand(n, generator=g) * 0.9 + 0.05,
+        torch.rand(n, 3, generator=g),
+    )
+    cams = orbit_cameras(0.0, 0.0, torch.tensor([0.2, 0.6, 1.5]), width=37, height=29)
+    with torch.no_grad():
+        whole = render(gaussians, cams)
+        for phase in PHASE_ORDER:
+            rows = torch.arange(phase, 29, len(PHASE_ORDER))
+            part = render(gaussians, cams, rows=rows)
+            assert torch.equal(part.rgb, whole.rgb[:, rows]) and torch.equal(part.alpha, whole.alpha[:, rows])
 
 
 def test_search_without_probe_sets_maod_to_vaod(small_sample):

@@ -111,6 +111,9 @@ class SearchConfig:
     d_step: Positive = 0.05  # Section IV-A
     masked: bool = False  # VAOD: MSE inside the union of the video mask and the render's alpha
     batch: Count = 16  # candidate distances per render call: neighbours share a strip width (faster than 64)
+    # VAOD curve: "bounded" leaves out (NaN/null) the distances provably above the minimum (eq. 4's
+    # argmin unchanged; method/vaod_bound.py, issue 16), "full" renders all, for complete Fig. 5/6 curves
+    vaod_curve: Literal["bounded", "full"] = "bounded"
     timesteps: tuple[Annotated[int, Field(ge=0)], ...] = (700, 800, 900)  # MAOD probe timesteps (Section III-B)
     probe_size: Annotated[int, Field(ge=8)] | None = None  # render size of the probe views; None: the
     # guidance's input size (256 for Zero123, what its renders are resized to anyway)

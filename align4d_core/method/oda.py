@@ -27,6 +27,7 @@ from torch import Tensor
 
 from align4d_core.config import SearchConfig
 from align4d_core.guidance.base import Guidance, ViewDelta
+from align4d_core.method.vaod_bound import sweep
 from align4d_core.scene.cameras import FOVY_DEG, orbit_cameras
 from align4d_core.scene.gaussians import Gaussians
 from align4d_core.scene.render import render
@@ -54,8 +55,8 @@ class SearchResult:
     vaod: float
     maod: float
     distances: list[float]
-    vaod_mse: list[float]
-    vaod_mse_masked: list[float] | None
+    vaod_mse: list[float | None]  # None: not rendered, provably above the minimum (method/vaod_bound.py)
+    vaod_mse_masked: list[float | None] | None
     maod_sds: list[float] | None
     maod_rule: str  # how MAOD was chosen
     seconds: dict[str, float] = field(default_factory=dict)
@@ -99,24 +100,22 @@ def search_vaod(
     distances, the MSE curve and, with a mask, the masked curve (the mean squared error over the
     pixels covered by the video's mask or the render's alpha, which background cannot dilute).
     The curve that decides is the masked one when ``config.masked``.
+
+    With ``config.vaod_curve = "bounded"`` (the default) distances whose MSE provably lies above the
+    minimum are not rendered whole and hold NaN in both curves (:mod:`.vaod_bound`); ``"full"``
+    renders every distance, for complete curves. The argmin is the same either way: that of a
+    one-at-a-time float64 sweep, near-ties being decided by float64 renders.
     """
     distances = candidate_distances(config)
-    height, width = frame.shape[:2]
-    mse, masked = [], []
-    with torch.no_grad():
-        for start in range(0, len(distances), config.batch):
-            chunk = distances[start : start + config.batch]
-            cams = orbit_cameras(0.0, 0.0, chunk, width=width, height=height, fovy_deg=fovy_deg)
-            out = render(gaussians, cams)
-            error = (out.rgb - frame.to(out.rgb)).pow(2).mean(dim=-1)  # (D, H, W)
-            mse.append(error.mean(dim=(1, 2)))
-            if mask is not None:
-                covered = ((mask[..., 0] > 0.5)[None] | (out.alpha[..., 0] > 0.5)).to(error.dtype)
-                masked.append((error * covered).sum(dim=(1, 2)) / covered.sum(dim=(1, 2)).clamp_min(1.0))
-    mse_curve = torch.cat(mse).double()
-    masked_curve = torch.cat(masked).double() if masked else None
-    deciding = masked_curve if (config.masked and masked_curve is not None) else mse_curve
-    return float(distances[int(torch.argmin(deciding))]), distances, mse_curve, masked_curve
+    index, mse_curve, masked_curve = sweep(
+        gaussians, frame, mask, distances, config.masked, fovy_deg, config.batch, full=config.vaod_curve == "full"
+    )
+    return float(distances[index]), distances, mse_curve, masked_curve
+
+
+def _json_curve(curve: Tensor) -> list[float | None]:
+    """A curve for ``search.json``: None (JSON null) where a distance was not rendered (NaN)."""
+    return [None if math.isnan(v) else v for v in curve.tolist()]
 
 
 def probe_curve(
@@ -280,14 +279,15 @@ def search(
     started = time.perf_counter()
     vaod, distances, mse, masked = search_vaod(gaussians, frame, mask, config, fovy_deg)
     seconds = {"vaod": time.perf_counter() - started}
-    masked_list = None if masked is None else masked.tolist()
+    mse_list = _json_curve(mse)
+    masked_list = None if masked is None else _json_curve(masked)
     if guidance is None or not guidance.probe_azimuths:
         name = guidance.name if guidance is not None else "none"
         return SearchResult(
             vaod,
             vaod,
             distances.tolist(),
-            mse.tolist(),
+            mse_list,
             masked_list,
             None,
             f"guidance {name!r} has no probe: MAOD = VAOD",
@@ -300,7 +300,7 @@ def search(
         vaod,
         found.maod,
         distances.tolist(),
-        mse.tolist(),
+        mse_list,
         masked_list,
         found.curve.tolist(),
         found.rule,

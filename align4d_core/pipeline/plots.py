@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import math
 import textwrap
 
 import matplotlib
@@ -25,10 +26,21 @@ def _save(fig, uri: str) -> None:
     storage.write_bytes(uri, buffer.getvalue())
 
 
+def _curve(values: list[float | None]) -> list[float]:
+    """None (a distance the bounded VAOD sweep did not render) as NaN: a gap in the line."""
+    return [math.nan if v is None else v for v in values]
+
+
 def _draw_vaod(ax, result: SearchResult) -> None:
-    ax.plot(result.distances, result.vaod_mse, label="MSE to frame 1")
+    skipped = any(v is None for v in result.vaod_mse)
+    # with skipped distances the rendered ones may stand alone between gaps: mark every point
+    style = {"marker": ".", "markersize": 4}
+    ax.plot(result.distances, _curve(result.vaod_mse), label="MSE to frame 1", **style)
     if result.vaod_mse_masked is not None:
-        ax.plot(result.distances, result.vaod_mse_masked, label="MSE inside the masks", alpha=0.8)
+        ax.plot(result.distances, _curve(result.vaod_mse_masked), label="MSE inside the masks", alpha=0.8, **style)
+    if skipped:
+        ax.plot([], [], " ", label="gaps: provably above the minimum, not rendered")
+        ax.set_xlim(min(result.distances), max(result.distances))  # the whole sweep, gaps included
     ax.axvline(result.vaod, color="tab:red", linestyle="--", label=f"VAOD {result.vaod:.2f}")
     ax.set(xlabel="object distance", ylabel="MSE", title="video-aligned distance")
     ax.legend(fontsize=8)

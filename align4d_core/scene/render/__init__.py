@@ -74,20 +74,24 @@ def rasterize(
     far_plane: float = 1e10,
     eps2d: float = 0.3,
     backend: Backend = "auto",
+    rows: Tensor | None = None,
 ) -> RenderOutput:
     """Render activated Gaussians into B cameras.
 
     Gaussians are (N, ·), seen by every camera, or (B, N, ·), one set per camera (e.g. the
     deformed state of each video frame). ``viewmats`` are (B, 4, 4) OpenCV world-to-camera
     matrices (:attr:`Cameras.viewmats`), ``Ks`` (B, 3, 3). ``colors`` are (N, D) or (B, N, D);
-    ``background`` a (D,) colour (None: black, as gsplat).
+    ``background`` a (D,) colour (None: black, as gsplat). ``rows`` (sorted, distinct pixel rows;
+    None: all) renders only those rows, each exactly as in the whole image: the outputs then hold
+    len(rows) rows (ODA's lower bounds, method/vaod_bound.py). The CPU rasterizer skips the other
+    rows; gsplat renders the whole image and keeps those rows.
     """
     which = resolve_backend(backend, means.device)
     bg = _background(background, colors.shape[-1], colors)
     if which == "gsplat":
         from align4d_core.scene.render.gsplat_backend import rasterize_gsplat
 
-        return rasterize_gsplat(
+        out = rasterize_gsplat(
             means,
             quats,
             scales,
@@ -102,6 +106,10 @@ def rasterize(
             far_plane=far_plane,
             eps2d=eps2d,
         )
+        if rows is not None:
+            keep = rows.to(out.rgb.device)
+            out.rgb, out.alpha, out.depth = (t.index_select(1, keep) for t in (out.rgb, out.alpha, out.depth))
+        return out
     return _rasterize_cpu(
         means,
         quats,
@@ -116,11 +124,12 @@ def rasterize(
         near_plane=near_plane,
         far_plane=far_plane,
         eps2d=eps2d,
+        rows=rows,
     )
 
 
 def _rasterize_cpu(
-    means, quats, scales, opacities, colors, viewmats, Ks, width, height, bg, *, near_plane, far_plane, eps2d
+    means, quats, scales, opacities, colors, viewmats, Ks, width, height, bg, *, near_plane, far_plane, eps2d, rows
 ) -> RenderOutput:
     from align4d_core.scene.render import cpu
     from align4d_core.scene.render.projection import project
@@ -155,6 +164,7 @@ def _rasterize_cpu(
         torch.cat([bg, bg.new_zeros(1)]),
         width,
         height,
+        rows=rows,
     )
     return RenderOutput(
         rgb=out[..., :-1],

@@ -19,6 +19,10 @@ How it stays fast on two cores:
 * Colours are summed into (group, pixel, channel) rows, which is already the image's memory layout.
 * The backward pass is written by hand (one more segmented suffix sum) instead of letting autograd
   keep every intermediate; the background and alpha outputs enter it as one more colour channel.
+  Without gradients (ODA's sweeps) a forward-only path keeps none of its state.
+* A render can be restricted to some pixel rows (``rows``): each row is composited exactly as in the
+  full image, so ODA can sum a distance's error over a few rows, a lower bound of its MSE, before it
+  decides whether the rest is worth rendering (method/vaod_bound.py).
 
 ``rasterize`` takes projected ellipses; :func:`align4d_core.scene.render.render` is the public entry.
 """
@@ -67,13 +71,18 @@ def footprint_strips(
     width: int,
     height: int,
     strip: int = 8,
+    rows: Tensor | None = None,
 ) -> Strips:
     """Every strip of pixels that meets a visible Gaussian's alpha ≥ 1/255 ellipse.
 
     With level k = 2 ln(255 o), the ellipse is dᵀ Σ⁻¹ d ≤ k. Its rows span |dy| ≤ sqrt(k Σyy); on
     the row at dy it is centred at Σxy/Σyy · dy with half-width sqrt((k - dy²/Σyy)(Σxx - Σxy²/Σyy)).
+    ``rows`` (sorted, distinct pixel rows; None: all) keeps only those rows; groups then count rows
+    by their position in ``rows``, so the output holds len(rows) rows per camera. A row's entries,
+    and their order, are the same as in the full image.
     """
     n_cams, n = depths.shape
+    out_rows = height if rows is None else len(rows)
     n_strips = -(-width // strip)
     visible = (radii > 0).any(dim=-1).reshape(-1).nonzero().squeeze(1)
     visible = visible[torch.sort(depths.reshape(-1)[visible], stable=True).indices]
@@ -88,8 +97,16 @@ def footprint_strips(
     row1 = torch.floor(mean[:, 1] + half_h - 0.5 + _BOUND_MARGIN).clamp_max(height - 1).long()
 
     # one entry per (Gaussian, pixel row)
-    owner = _expand(row1 - row0 + 1)
-    rows = row0[owner] + _offsets(owner)
+    if rows is None:
+        owner = _expand(row1 - row0 + 1)
+        slot = row0[owner] + _offsets(owner)  # the row's place in the output: the row itself
+        rows = slot
+    else:
+        rows = rows.to(device=row0.device, dtype=torch.long)
+        first_slot = torch.searchsorted(rows, row0)
+        owner = _expand(torch.searchsorted(rows, row1, right=True) - first_slot)
+        slot = first_slot[owner] + _offsets(owner)
+        rows = rows[slot]
     dy = rows.double() + 0.5 - mean[owner, 1]
     s_yy = syy[owner]
     centre = mean[owner, 0] + sxy[owner] / s_yy * dy
@@ -106,7 +123,7 @@ def footprint_strips(
     strips = strip0[row_of] + _offsets(row_of)
     gid = visible[owner][row_of]
     cam = torch.div(gid, n, rounding_mode="floor")
-    group = (cam * height + rows[row_of]) * n_strips + strips
+    group = (cam * out_rows + slot[row_of]) * n_strips + strips
     group, order = torch.sort(group.int(), stable=True)
     group = group.long()
     row_of = row_of[order]
@@ -118,7 +135,7 @@ def footprint_strips(
         first=_segment_starts(group),
         last=_segment_ends(group),
         strip=strip,
-        n_groups=n_cams * height * n_strips,
+        n_groups=n_cams * out_rows * n_strips,
         n_pixels_visited=int(group.shape[0]) * strip,
     )
 
@@ -203,36 +220,44 @@ class _Geometry:
         return alpha, passes, raw > ALPHA_MAX
 
 
+def _composite(strips: Strips, means2d, conics, opacities, colors, background, width: int, for_backward: bool):
+    """Front-to-back compositing of every strip; returns (G, S, D) colours, (G, S) alpha and, when
+    ``for_backward``, the tensors the backward pass needs (else None, so nothing is kept)."""
+    geo = _Geometry(strips, means2d, conics, opacities, width)
+    alpha, passes, clamped = geo.alpha()
+    log_1m = torch.where(passes, torch.log1p(-alpha), 0.0)
+    log_t = _sum_before(log_1m, strips).to(alpha.dtype)
+    included = passes & (log_t + log_1m > _LOG_T_MIN)
+    t_before = torch.exp(log_t)
+    weight = torch.where(included, alpha * t_before, 0.0)
+
+    # colours per (entry, pixel, channel), summed into (group, pixel, channel): row-contiguous
+    # in memory, and already the (camera, row, strip, column) layout of the image
+    entry_colors = colors.reshape(-1, colors.shape[-1]).index_select(0, strips.gid)
+    out = colors.new_zeros(strips.n_groups, strips.strip, colors.shape[-1])
+    out.index_add_(0, strips.group, weight.t()[:, :, None] * entry_colors[:, None, :])
+    log_t_final = log_1m.new_zeros(strips.n_groups, strips.strip)
+    log_t_final.index_add_(0, strips.group, torch.where(included, log_1m, 0.0).t())
+    t_final = torch.exp(log_t_final)  # (G, S); per-pixel sums, so float32 is exact enough
+    out = out + t_final[:, :, None] * background
+    saved = (geo, (alpha, t_before, weight, included & ~clamped)) if for_backward else None
+    return out, 1.0 - t_final, saved
+
+
 class _Rasterize(torch.autograd.Function):
     @staticmethod
     def forward(ctx, means2d, conics, opacities, colors, background, strips: Strips, width: int):
-        geo = _Geometry(strips, means2d, conics, opacities, width)
-        alpha, passes, clamped = geo.alpha()
-        log_1m = torch.where(passes, torch.log1p(-alpha), 0.0)
-        log_t = _sum_before(log_1m, strips).to(alpha.dtype)
-        included = passes & (log_t + log_1m > _LOG_T_MIN)
-        t_before = torch.exp(log_t)
-        weight = torch.where(included, alpha * t_before, 0.0)
-
-        # colours per (entry, pixel, channel), summed into (group, pixel, channel): row-contiguous
-        # in memory, and already the (camera, row, strip, column) layout of the image
-        entry_colors = colors.reshape(-1, colors.shape[-1]).index_select(0, strips.gid)
-        out = colors.new_zeros(strips.n_groups, strips.strip, colors.shape[-1])
-        out.index_add_(0, strips.group, weight.t()[:, :, None] * entry_colors[:, None, :])
-        log_t_final = log_1m.new_zeros(strips.n_groups, strips.strip)
-        log_t_final.index_add_(0, strips.group, torch.where(included, log_1m, 0.0).t())
-        t_final = torch.exp(log_t_final)  # (G, S); per-pixel sums, so float32 is exact enough
-        out = out + t_final[:, :, None] * background
-
-        ctx.strips, ctx.width, ctx.background = strips, width, background
-        ctx.save_for_backward(means2d, conics, opacities, colors, alpha, t_before, weight, included & ~clamped)
-        return out, 1.0 - t_final
+        out, alpha, (geo, saved) = _composite(strips, means2d, conics, opacities, colors, background, width, True)
+        # the per-entry geometry is kept rather than gathered again in backward: it holds no
+        # input or output, only (S, E) and (E,) intermediates computed without autograd
+        ctx.strips, ctx.geo, ctx.background, ctx.shape = strips, geo, background, means2d.shape[:-1]
+        ctx.save_for_backward(colors, *saved)
+        return out, alpha
 
     @staticmethod
     def backward(ctx, grad_out, grad_alpha):
-        means2d, conics, opacities, colors, alpha, t_before, weight, live = ctx.saved_tensors
-        strips = ctx.strips
-        geo = _Geometry(strips, means2d, conics, opacities, ctx.width)
+        colors, alpha, t_before, weight, live = ctx.saved_tensors
+        strips, geo = ctx.strips, ctx.geo
         # With T_final = 1 - Σ wⱼ, the background and the alpha output act as one more colour
         # channel, constantly 1, with gradient dL/dalpha - dL/dout · background.
         grad_ones = grad_alpha - (grad_out * ctx.background).sum(-1)
@@ -247,7 +272,8 @@ class _Rasterize(torch.autograd.Function):
 
         grad_colors = torch.zeros_like(colors.reshape(-1, colors.shape[-1]))
         weight_t = weight.t().contiguous()[:, None, :]  # (E, 1, S)
-        grad_colors.index_add_(0, strips.gid, torch.bmm(weight_t, grad_entry[:, :, :-1])[:, 0])
+        # the whole (E, S, D + 1) block (a column slice would be copied first), then drop the ones
+        grad_colors.index_add_(0, strips.gid, torch.bmm(weight_t, grad_entry)[:, 0, :-1])
 
         # σ = ½a dx² + b dx dy + ½c dy², summed over the strip's pixels per entry
         grad_sigma = -alpha * grad_a
@@ -269,7 +295,7 @@ class _Rasterize(torch.autograd.Function):
         )
         per_gaussian = torch.zeros(grad_colors.shape[0], 6, dtype=per_entry.dtype, device=per_entry.device)
         per_gaussian.index_add_(0, strips.gid, per_entry)
-        shape = means2d.shape[:-1]
+        shape = ctx.shape
         return (
             per_gaussian[:, 0:2].reshape(shape + (2,)),
             per_gaussian[:, 2:5].reshape(shape + (3,)),
@@ -293,11 +319,13 @@ def rasterize(
     width: int,
     height: int,
     strip: int | None = None,
+    rows: Tensor | None = None,
 ) -> tuple[Tensor, Tensor, int]:
     """Composite (B, N) projected Gaussians with (B, N, D) colours over a (D,) background.
 
     Returns colours (B, H, W, D), alpha (B, H, W, 1) and the number of pixels visited (for
-    benchmarks). Gradients flow to means2d, conics, opacities and colours.
+    benchmarks). Gradients flow to means2d, conics, opacities and colours. With ``rows`` (sorted
+    distinct pixel rows) only those rows are rendered: H becomes len(rows).
     """
     n_cams = depths.shape[0]
     strips = footprint_strips(
@@ -309,10 +337,16 @@ def rasterize(
         width,
         height,
         strip or strip_width(radii),
+        rows,
     )
-    out, alpha = _Rasterize.apply(means2d, conics, opacities, colors, background, strips, width)
+    inputs = (means2d, conics, opacities, colors, background)
+    if torch.is_grad_enabled() and any(t.requires_grad for t in inputs):
+        out, alpha = _Rasterize.apply(*inputs, strips, width)
+    else:
+        out, alpha, _ = _composite(strips, *inputs, width, for_backward=False)
     # (G, S, .) with G = (camera, row, strip): the image rows, padded to whole strips
-    padded = strips.n_groups // (n_cams * height) * strips.strip
-    out = out.reshape(n_cams, height, padded, colors.shape[-1])[:, :, :width]
-    alpha = alpha.reshape(n_cams, height, padded, 1)[:, :, :width]
+    out_rows = height if rows is None else len(rows)
+    padded = strips.n_groups // (n_cams * out_rows) * strips.strip
+    out = out.reshape(n_cams, out_rows, padded, colors.shape[-1])[:, :, :width]
+    alpha = alpha.reshape(n_cams, out_rows, padded, 1)[:, :, :width]
     return out, alpha, strips.n_pixels_visited
