@@ -155,6 +155,12 @@ def test_search_without_probe_sets_maod_to_vaod(small_sample):
     result = search(loaded.gaussians, loaded.video.frames[0], loaded.masks[0], AnchorGuidance())
     assert result.maod == result.vaod and result.maod_sds is None and "no probe" in result.maod_rule
     assert len(result.distances) == len(result.vaod_mse) == 61 and "vaod" in result.seconds
+    # every distance the bounded sweep left out has the lower bound that ruled it out, for the plot
+    left_out = [k for k, v in enumerate(result.vaod_mse) if v is None]
+    assert left_out and result.vaod_bound is not None and len(result.vaod_bound) == 61
+    lowest = min(v for v in result.vaod_mse if v is not None)
+    assert all(result.vaod_bound[k] is not None and result.vaod_bound[k] > lowest for k in left_out)
+    assert all(result.vaod_bound[k] is None for k in range(61) if k not in left_out)
 
 
 def curve(values):

@@ -62,6 +62,8 @@ class SearchResult:
     seconds: dict[str, float] = field(default_factory=dict)
     maod_fallback: bool = False  # no local minimum found: MAOD = VAOD (Fig. 11c)
     maod_fits: list[bool] | None = None  # per distance: the object fits every probe view
+    # per distance left out of the VAOD curves: the lower bound of the deciding curve that ruled it out
+    vaod_bound: list[float | None] | None = None
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -106,11 +108,19 @@ def search_vaod(
     renders every distance, for complete curves. The argmin is the same either way: that of a
     one-at-a-time float64 sweep, near-ties being decided by float64 renders.
     """
+    vaod, distances, mse_curve, masked_curve, _ = _sweep_vaod(gaussians, frame, mask, config, fovy_deg)
+    return vaod, distances, mse_curve, masked_curve
+
+
+def _sweep_vaod(
+    gaussians: Gaussians, frame: Tensor, mask: Tensor | None, config: SearchConfig, fovy_deg: float
+) -> tuple[float, Tensor, Tensor, Tensor | None, Tensor]:
+    """:func:`search_vaod` and, for the distances it left out, the lower bounds that ruled them out."""
     distances = candidate_distances(config)
-    index, mse_curve, masked_curve = sweep(
+    index, mse_curve, masked_curve, bound_curve = sweep(
         gaussians, frame, mask, distances, config.masked, fovy_deg, config.batch, full=config.vaod_curve == "full"
     )
-    return float(distances[index]), distances, mse_curve, masked_curve
+    return float(distances[index]), distances, mse_curve, masked_curve, bound_curve
 
 
 def _json_curve(curve: Tensor) -> list[float | None]:
@@ -277,10 +287,11 @@ def search(
     """ODA: VAOD (eq. 4), then MAOD (eq. 5) when the guidance backend has a probe (else MAOD = VAOD,
     DESIGN.md §5), each timed."""
     started = time.perf_counter()
-    vaod, distances, mse, masked = search_vaod(gaussians, frame, mask, config, fovy_deg)
+    vaod, distances, mse, masked, bound = _sweep_vaod(gaussians, frame, mask, config, fovy_deg)
     seconds = {"vaod": time.perf_counter() - started}
     mse_list = _json_curve(mse)
     masked_list = None if masked is None else _json_curve(masked)
+    bound_list = _json_curve(bound) if bool(torch.isfinite(bound).any()) else None
     if guidance is None or not guidance.probe_azimuths:
         name = guidance.name if guidance is not None else "none"
         return SearchResult(
@@ -292,6 +303,7 @@ def search(
             None,
             f"guidance {name!r} has no probe: MAOD = VAOD",
             seconds,
+            vaod_bound=bound_list,
         )
     started = time.perf_counter()
     found = search_maod(guidance, gaussians, frame, vaod, distances, config, fovy_deg)
@@ -307,4 +319,5 @@ def search(
         seconds,
         found.fell_back,
         None if found.fits is None else found.fits.tolist(),
+        bound_list,
     )

@@ -143,8 +143,10 @@ def sweep(
     fovy_deg: float,
     batch: int,
     full: bool = False,
-) -> tuple[int, Tensor, Tensor | None]:
-    """Eq. 4's argmin over ``distances`` and the curves (NaN where a distance was dropped).
+) -> tuple[int, Tensor, Tensor | None, Tensor]:
+    """Eq. 4's argmin over ``distances``, the curves (NaN where a distance was dropped) and, for the
+    dropped distances, the lower bound of the deciding curve that ruled them out (NaN elsewhere):
+    what a plot can show in their place.
 
     ``masked`` says which curve decides (it needs ``mask``); ``full`` renders every distance whole
     (the complete curves, for the plots of Fig. 5/6). On CUDA, where gsplat renders whole images
@@ -186,6 +188,8 @@ def sweep(
             advance(live, until)
 
     complete = sums.phases == phases
+    bound, _ = _values(sums, pixels, row_counts[sums.phases], masked)
+    bound_curve = torch.where(complete, float("nan"), bound)
     error_curve = torch.where(complete, sums.error / pixels, float("nan"))
     masked_curve = None
     if mask is not None:
@@ -199,4 +203,4 @@ def sweep(
         if masked_curve is not None:
             masked_curve[contenders] = exact_masked
         deciding = masked_curve if masked else error_curve
-    return int(contenders[int(torch.argmin(deciding[contenders]))]), error_curve, masked_curve
+    return int(contenders[int(torch.argmin(deciding[contenders]))]), error_curve, masked_curve, bound_curve

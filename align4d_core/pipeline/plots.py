@@ -34,16 +34,28 @@ def _curve(values: list[float | None]) -> list[float]:
 def _draw_vaod(ax, result: SearchResult) -> None:
     skipped = any(v is None for v in result.vaod_mse)
     # with skipped distances the rendered ones may stand alone between gaps: mark every point
-    style = {"marker": ".", "markersize": 4}
+    style = {"marker": "o" if skipped else ".", "markersize": 5 if skipped else 4, "zorder": 3}
     ax.plot(result.distances, _curve(result.vaod_mse), label="MSE to frame 1", **style)
     if result.vaod_mse_masked is not None:
         ax.plot(result.distances, _curve(result.vaod_mse_masked), label="MSE inside the masks", alpha=0.8, **style)
     if skipped:
-        ax.plot([], [], " ", label="gaps: provably above the minimum, not rendered")
+        if result.vaod_bound is not None:  # where each left-out distance's MSE lies at least
+            ax.plot(
+                result.distances,
+                _curve(result.vaod_bound),
+                linestyle="none",
+                marker="^",
+                markersize=4,
+                markerfacecolor="none",
+                color="tab:gray",
+                label="left out: MSE at least this",
+            )
+        else:
+            ax.plot([], [], " ", label="gaps: provably above the minimum, not rendered")
         ax.set_xlim(min(result.distances), max(result.distances))  # the whole sweep, gaps included
     ax.axvline(result.vaod, color="tab:red", linestyle="--", label=f"VAOD {result.vaod:.2f}")
     ax.set(xlabel="object distance", ylabel="MSE", title="video-aligned distance")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7, loc="upper right")
 
 
 def _draw_maod(ax, result: SearchResult) -> None:
