@@ -165,7 +165,7 @@ def tree_rss_mib(pid: int) -> float:
     return total
 
 
-def deployed(n: int, gpu_workers: int) -> None:
+def deployed(n: int, gpu_workers: int, max_minutes: float | None = None) -> None:
     """One x4d run of ``n`` dry-run items through a local server, process workers and S3 on moto."""
     import logging
 
@@ -237,7 +237,14 @@ def deployed(n: int, gpu_workers: int) -> None:
                 return runs
 
             last_print = 0.0
+            stopped = False
             while not (state := client.read_flow_run(run.id).state).is_final():
+                if max_minutes and not stopped and time.perf_counter() - started > max_minutes * 60:
+                    from prefect.states import Cancelling
+
+                    print(f"  stopping after {max_minutes:g} min: x4d cancelled (its item runs with it)", flush=True)
+                    client.set_flow_run_state(run.id, Cancelling(message="benchmark time limit"))
+                    stopped = True
                 for name, proc in watched.items():
                     peak[name] = max(peak[name], tree_rss_mib(proc.pid))
                 if time.perf_counter() - last_print > 60:
@@ -250,7 +257,12 @@ def deployed(n: int, gpu_workers: int) -> None:
             time.sleep(5)
             after = {name: tree_rss_mib(proc.pid) for name, proc in watched.items()}
             children = item_runs()
-            failed = [f"{r.name}: {r.state_name} ({r.state.message})" for r in children if not r.state.is_completed()]
+            completed = sum(r.state.is_completed() for r in children)
+            failed = [
+                f"{r.name}: {r.state_name} ({r.state.message})"
+                for r in children
+                if not r.state.is_completed() and not (stopped and r.state.is_cancelled())
+            ]
             slots = client.read_global_concurrency_limit_by_name("gpu").active_slots
     finally:
         procs.stop()
@@ -258,7 +270,9 @@ def deployed(n: int, gpu_workers: int) -> None:
 
     print(f"load average at the end: {os.getloadavg()[0]:.2f} (1 min)")
     print(f"orchestration, deployed: {n} dry-run items, {gpu_workers} process GPU workers, local server, S3 on moto")
-    print(f"  x4d {state.name} in {seconds:.1f} s: {n / seconds * 60:.1f} items per minute")
+    if stopped:
+        print(f"  stopped at the time limit: {completed} of {n} item runs completed, the rest cancelled")
+    print(f"  x4d {state.name} in {seconds:.1f} s: {completed / seconds * 60:.2f} item runs completed per minute")
     print(
         f"  item runs: {len(children)}, failed: {len(failed)} (goal: none){''.join(chr(10) + '    ' + f for f in failed[:10])}"
     )
@@ -274,11 +288,12 @@ def main() -> None:
     parser.add_argument("--server", choices=("local", "ephemeral"), default="local")
     parser.add_argument("--deployed", action="store_true", help="the fleet under load (see above)")
     parser.add_argument("--gpu-workers", type=int, default=2)
+    parser.add_argument("--max-minutes", type=float, default=None, help="--deployed: cancel x4d after this long")
     args = parser.parse_args()
     if args.deployed:
         for stop in (signal.SIGINT, signal.SIGTERM):  # stop the server and workers on the way out
             signal.signal(stop, lambda number, _: sys.exit(128 + number))
-        deployed(args.items or 200, args.gpu_workers)
+        deployed(args.items or 200, args.gpu_workers, args.max_minutes)
         return
     args.items = args.items or 50
     tune_allocator()
