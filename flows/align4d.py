@@ -9,22 +9,21 @@ many failed. Nothing large passes through Prefect: rows travel as ``row.json`` f
 
 from __future__ import annotations
 
-import asyncio
+import time
 
 from prefect import flow, get_run_logger
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import (
     FlowRunFilter,
+    FlowRunFilterId,
     FlowRunFilterParentFlowRunId,
     FlowRunFilterState,
     FlowRunFilterStateType,
 )
 from prefect.client.schemas.objects import StateType
 from prefect.deployments import run_deployment
-from prefect.flow_runs import wait_for_flow_run
 from prefect.logging import get_logger
 from prefect.states import Cancelling, Completed, Failed
-from prefect.utilities.asyncutils import run_coro_as_sync
 
 from align4d_core.io import storage
 from align4d_core.pipeline.runs import (
@@ -40,6 +39,10 @@ from flows.item import align4d_item, failed_row
 from tasks import aggregate
 
 ITEM_DEPLOYMENT = "align4d-item/x4d-item"
+POLL_SECONDS = 5.0
+"""How often the orchestrating flow reads its item runs' states (:func:`wait_for_runs`)."""
+PAGE = 200
+"""Runs per state request: the most Prefect's API answers in one."""
 
 # Item runs that still have to be cancelled: not final, and not already being cancelled.
 _LIVE = [StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING, StateType.PAUSED]
@@ -140,11 +143,7 @@ def _inline(dataset: str, item, method: str, spec: RunSpec) -> dict:
 
 
 def _deployed(dataset: str, jobs: list, spec: RunSpec, deployment: str) -> list[dict]:
-    """Queue every item's run on the GPU deployment at once, then wait for all of them to end.
-
-    Prefect's ``wait_for_flow_run`` follows each run's state through the server's event stream: no
-    polling loop of our own, and the orchestrating process stays idle while the workers run.
-    """
+    """Queue every item's run on the GPU deployment at once, then wait for all of them to end."""
     runs = []
     for item, method in jobs:
         params = {
@@ -159,11 +158,32 @@ def _deployed(dataset: str, jobs: list, spec: RunSpec, deployment: str) -> list[
         )
         runs.append((item.id, method, flow_run.id))
 
-    async def wait_all() -> list:
-        return await asyncio.gather(*(wait_for_flow_run(run_id, timeout=None) for _, _, run_id in runs))
+    finished = wait_for_runs([run_id for _, _, run_id in runs])
+    rows = []
+    for item_id, method, run_id in runs:
+        state = finished[run_id].state
+        rows.append(_row(item_id, method, spec, None if state.is_completed() else state.message))
+    return rows
 
-    finished = run_coro_as_sync(wait_all())
-    return [
-        _row(item_id, method, spec, None if run.state.is_completed() else run.state.message)
-        for (item_id, method, _), run in zip(runs, finished)
-    ]
+
+def wait_for_runs(run_ids: list, poll_s: float = POLL_SECONDS) -> dict:
+    """The flow runs ``run_ids`` once each is final, their states read in pages every ``poll_s``.
+
+    Not ``prefect.flow_runs.wait_for_flow_run`` per run: that opens one event-stream websocket per
+    run, 200 at once for a 200-item dataset, and the local server's handshakes timed out until the
+    orchestrating run itself failed (``benchmarks/orchestration.py --deployed``). Reading the states
+    costs one request per 200 runs and interval, whatever the number of runs.
+    """
+    pending = list(dict.fromkeys(run_ids))
+    finished: dict = {}
+    with get_client(sync_client=True) as client:
+        while pending:
+            for start in range(0, len(pending), PAGE):
+                page = FlowRunFilter(id=FlowRunFilterId(any_=pending[start : start + PAGE]))
+                for run in client.read_flow_runs(flow_run_filter=page, limit=PAGE):
+                    if run.state is not None and run.state.is_final():
+                        finished[run.id] = run
+            pending = [run_id for run_id in pending if run_id not in finished]
+            if pending:
+                time.sleep(poll_s)
+    return finished

@@ -82,4 +82,12 @@ def docker_daemon(folder: Path, timeout: float = 60) -> Iterator[dict[str, str]]
         except ProcessLookupError:
             pass
         log.close()
+        _unmount_below(run)  # dockerd leaves its default network namespace mounted in the exec root
         shutil.rmtree(run, ignore_errors=True)
+
+
+def _unmount_below(folder: Path) -> None:
+    with open("/proc/mounts") as mounts:
+        points = [line.split()[1] for line in mounts if line.split()[1].startswith(f"{folder}/")]
+    for point in sorted(points, key=len, reverse=True):  # the deepest first
+        subprocess.run(["umount", point], capture_output=True, check=False)
