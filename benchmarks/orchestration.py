@@ -39,6 +39,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+from pathlib import Path
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))  # prefect_stack
@@ -193,7 +194,7 @@ def deployed(n: int, gpu_workers: int, max_minutes: float | None = None) -> None
         PREFECT_FLOWS_HEARTBEAT_FREQUENCY="30",
         PREFECT_LOGGING_LEVEL="WARNING",
     )
-    procs = Processes(__import__("pathlib").Path(folder), env)
+    procs = Processes(Path(folder), env)
     try:
         server = procs.start("server", "server", "start", "--host", "127.0.0.1", "--port", str(port))
         wait_for_health(env["PREFECT_API_URL"], server, procs)
